@@ -1,0 +1,51 @@
+import type { AdapterHost, ClusterMessage, WsAdapter } from './adapter.ts'
+
+/**
+ * Joins the managers of one process: every MemoryAdapter created with the same bus
+ * receives what the others publish (on a later turn of the event loop, as over a
+ * network). Useful to run several Fastify instances as one in tests.
+ */
+export class MemoryBus {
+  readonly members = new Set<MemoryAdapter>()
+}
+
+/**
+ * The default adapter. Without a bus it serves a single instance: there is nobody to
+ * publish to, so publishing costs nothing. With a bus it relays to the bus's other members.
+ */
+export class MemoryAdapter implements WsAdapter {
+  readonly name = 'memory'
+  readonly bus: MemoryBus | undefined
+  #host: AdapterHost | undefined = undefined
+
+  constructor (options: { bus?: MemoryBus } = {}) {
+    this.bus = options.bus
+  }
+
+  start (host: AdapterHost): void {
+    this.#host = host
+    this.bus?.members.add(this)
+  }
+
+  publish (message: ClusterMessage): void {
+    const bus = this.bus
+    if (bus === undefined || bus.members.size < 2) return
+    for (const member of bus.members) {
+      if (member !== this) setImmediate(relay, member, message)
+    }
+  }
+
+  close (): void {
+    this.bus?.members.delete(this)
+    this.#host = undefined
+  }
+
+  /** @internal */
+  receive (message: ClusterMessage): void {
+    this.#host?.deliver(message)
+  }
+}
+
+function relay (member: MemoryAdapter, message: ClusterMessage): void {
+  member.receive(message)
+}

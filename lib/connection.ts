@@ -1,0 +1,247 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { RawData, WebSocket } from 'ws'
+import type { OutboundMessage } from './outbound.ts'
+import type { RouteSettings } from './route-options.ts'
+import type { SocketEvents } from './socket-listeners.ts'
+import { kHost, kRooms } from './symbols.ts'
+
+/** Why a connection ended; the `disconnectReason` of the disconnect event and log line. */
+export type DisconnectReason =
+  | 'client_close' | 'network_error' | 'heartbeat_timeout' | 'replaced' | 'server_shutdown'
+  | 'server_disconnect' | 'message_too_large' | 'queue_overflow' | 'connection_limit' | 'user_limit'
+  | 'handler_error'
+
+export interface DisconnectInfo {
+  code: number
+  reason: string
+  disconnectReason: DisconnectReason
+  durationMs: number
+  /** The rooms the connection was in. */
+  rooms: string[]
+}
+
+export interface ConnectionStats {
+  messagesIn: number
+  messagesOut: number
+  bytesIn: number
+  bytesOut: number
+}
+
+export type MessageListener = (data: RawData, isBinary: boolean) => unknown
+export type CloseListener = (info: DisconnectInfo) => unknown
+
+/** What a connection asks of its manager. One object per manager, shared by all connections. */
+export interface ConnectionHost extends SocketEvents {
+  send (conn: ManagedConnection, message: OutboundMessage): boolean
+  join (conn: ManagedConnection, room: string): boolean
+  leave (conn: ManagedConnection, room: string): boolean
+  close (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason): void
+  listenerFailed (conn: ManagedConnection, err: unknown): void
+}
+
+const OPEN = 0
+const CLOSING = 1
+const CLOSED = 2
+
+/**
+ * A WebSocket the plugin manages: who it is, its rooms and counters, and the ways to
+ * talk to it. Methods live on the prototype and socket listeners are shared
+ * functions, so a connection costs one object, its stats and its room set.
+ */
+export class ManagedConnection {
+  /** The clientId: unique among this instance's connections. */
+  readonly id: string
+  readonly userId: string | undefined
+  metadata: Record<string, unknown>
+  readonly connectedAt: Date
+  /** The raw `ws` socket. */
+  readonly socket: WebSocket
+  /** The merged options of the route this connection came in on. */
+  readonly route: RouteSettings
+  readonly stats: ConnectionStats = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 }
+  /** Last measured heartbeat round trip in ms, undefined until one completed. */
+  rtt: number | undefined = undefined
+  /** When anything (message, pong, ping) last arrived, ms since the epoch. */
+  lastSeen: number
+  /** When the last heartbeat ping was sent; 0 when none is outstanding. */
+  pingSentAt = 0
+  /** How it ended, once it has. */
+  disconnectInfo: DisconnectInfo | undefined = undefined
+  /** @internal The first error the socket emitted, to tell a network drop from a clean close. */
+  socketError: Error | undefined = undefined;
+  [kRooms] = new Set<string>()
+  /** @internal The manager's shared host object. */
+  readonly [kHost]: ConnectionHost
+
+  #state = OPEN
+  #parentLog: FastifyBaseLogger
+  #log: FastifyBaseLogger | undefined = undefined
+  #listeners: MessageListener[] | undefined = undefined
+  #closeListeners: CloseListener[] | undefined = undefined
+  #queue: Array<[RawData, boolean]> | undefined = undefined
+  #queuedBytes = 0
+  #flushScheduled = false
+  #rawMode = false
+
+  constructor (host: ConnectionHost, socket: WebSocket, identity: { clientId: string, userId: string | undefined, metadata: Record<string, unknown> }, route: RouteSettings, log: FastifyBaseLogger) {
+    this[kHost] = host
+    this.socket = socket
+    this.id = identity.clientId
+    this.userId = identity.userId
+    this.metadata = identity.metadata
+    this.route = route
+    this.#parentLog = log
+    this.connectedAt = new Date()
+    this.lastSeen = this.connectedAt.getTime()
+  }
+
+  /** A child logger with this connection's clientId and userId, made on first use. */
+  get log (): FastifyBaseLogger {
+    this.#log ??= this.#parentLog.child(this.userId === undefined ? { clientId: this.id } : { clientId: this.id, userId: this.userId })
+    return this.#log
+  }
+
+  /** The rooms this connection is in. */
+  get rooms (): ReadonlySet<string> {
+    return this[kRooms]
+  }
+
+  /** True until the plugin starts closing the connection or it closes. */
+  get isOpen (): boolean {
+    return this.#state === OPEN
+  }
+
+  get state (): 'open' | 'closing' | 'closed' {
+    return this.#state === OPEN ? 'open' : this.#state === CLOSING ? 'closing' : 'closed'
+  }
+
+  /** Sends a string (text), a Buffer / typed array (binary) or any JSON value. False when not open. */
+  send (message: OutboundMessage): boolean {
+    return this[kHost].send(this, message)
+  }
+
+  join (room: string): boolean {
+    return this[kHost].join(this, room)
+  }
+
+  leave (room: string): boolean {
+    return this[kHost].leave(this, room)
+  }
+
+  /** Closes with a close frame; a peer that does not answer within `closeTimeout` is terminated. */
+  close (code = 1000, reason = ''): void {
+    this[kHost].close(this, code, reason, 'server_disconnect')
+  }
+
+  /**
+   * `message`: every inbound data message (heartbeat frames excluded). Messages that arrive
+   * before the first `message` listener is attached are queued and delivered to it in order.
+   * `close`: once, when the connection has left the registry.
+   */
+  on (event: 'message', listener: MessageListener): this
+  on (event: 'close', listener: CloseListener): this
+  on (event: 'message' | 'close', listener: MessageListener | CloseListener): this {
+    if (event === 'close') {
+      const info = this.disconnectInfo
+      if (info !== undefined) {
+        // already over (refused at registration, or closed before the handler got here): tell it anyway
+        queueMicrotask(() => { (listener as CloseListener)(info) })
+      } else {
+        (this.#closeListeners ??= []).push(listener as CloseListener)
+      }
+      return this
+    }
+    (this.#listeners ??= []).push(listener as MessageListener)
+    if (this.#queue !== undefined && !this.#flushScheduled) {
+      this.#flushScheduled = true
+      queueMicrotask(() => this.#flush())
+    }
+    return this
+  }
+
+  off (event: 'message' | 'close', listener: MessageListener | CloseListener): this {
+    const list = event === 'message' ? this.#listeners : this.#closeListeners
+    const i = list?.indexOf(listener as never) ?? -1
+    if (i !== -1) list!.splice(i, 1)
+    return this
+  }
+
+  /** @internal Called by the socket's message listener for each data message. */
+  dispatch (data: RawData, isBinary: boolean): void {
+    if (this.#queue !== undefined || this.#listeners === undefined || this.#listeners.length === 0) {
+      this.#enqueue(data, isBinary)
+      return
+    }
+    this.#deliver(this.#listeners, data, isBinary)
+  }
+
+  /** @internal Marks the connection closing: it is skipped by every send from now on. */
+  markClosing (): boolean {
+    if (this.#state !== OPEN) return false
+    this.#state = CLOSING
+    return true
+  }
+
+  /** @internal Marks the connection closed and tells its close listeners, once. */
+  markClosed (info: DisconnectInfo): boolean {
+    if (this.#state === CLOSED) return false
+    this.#state = CLOSED
+    this.disconnectInfo = info
+    this.#queue = undefined
+    const listeners = this.#closeListeners
+    this.#closeListeners = undefined
+    if (listeners !== undefined) {
+      for (const fn of listeners) {
+        try {
+          fn(info)
+        } catch (err) {
+          this[kHost].listenerFailed(this, err)
+        }
+      }
+    }
+    return true
+  }
+
+  #deliver (listeners: MessageListener[], data: RawData, isBinary: boolean): void {
+    for (let i = 0; i < listeners.length; i++) {
+      try {
+        const result = listeners[i](data, isBinary) as { catch?: unknown } | undefined
+        if (result !== null && typeof result === 'object' && typeof result.catch === 'function') {
+          (result as Promise<unknown>).catch((err: unknown) => this[kHost].listenerFailed(this, err))
+        }
+      } catch (err) {
+        this[kHost].listenerFailed(this, err)
+      }
+    }
+  }
+
+  #enqueue (data: RawData, isBinary: boolean): void {
+    if (this.#rawMode || this.#state !== OPEN) return
+    if (this.#listeners === undefined && this.socket.listenerCount('message') > 1) {
+      // The route reads the raw socket itself: nothing to hold messages for.
+      this.#rawMode = true
+      this.#queue = undefined
+      return
+    }
+    const queue = this.#queue ??= []
+    this.#queuedBytes += (data as Buffer).length
+    if (queue.length >= this.route.limits.maxQueuedMessages || this.#queuedBytes > this.route.limits.maxQueuedBytes) {
+      this.#queue = undefined
+      this[kHost].close(this, 1008, 'inbound queue overflow', 'queue_overflow')
+      return
+    }
+    queue.push([data, isBinary])
+  }
+
+  #flush (): void {
+    this.#flushScheduled = false
+    const queue = this.#queue
+    // Listeners may have been removed again, or the connection closed, before the flush ran.
+    if (queue === undefined || this.#listeners === undefined || this.#listeners.length === 0) return
+    for (let i = 0; i < queue.length && this.#state === OPEN; i++) {
+      this.#deliver(this.#listeners, queue[i][0], queue[i][1])
+    }
+    this.#queue = undefined
+    this.#queuedBytes = 0
+  }
+}

@@ -1,0 +1,57 @@
+import createError from '@fastify/error'
+
+/**
+ * Every error this plugin throws or rejects with. All share the base
+ * `WebSocketStabilizerError`, so `err instanceof WebSocketStabilizerError`
+ * tells them apart from other errors; `err.code` is stable and starts with `FST_WS_`.
+ */
+
+/** Base of every error below; also used for failures that have no code of their own. */
+export const WebSocketStabilizerError = createError('FST_WS_ERROR', '%s', 500)
+
+// @fastify/error accepts any Error subclass as the base at run time; its types only name ErrorConstructor
+const Base = WebSocketStabilizerError as unknown as ErrorConstructor
+
+/** No connection with that clientId is registered here. */
+export const ConnectionNotFoundError = createError(
+  'FST_WS_CONNECTION_NOT_FOUND', 'No connection with clientId `%s` is registered', 404, Base)
+
+/** A connection was refused because a connection limit was reached. */
+export const ConnectionLimitExceededError = createError(
+  'FST_WS_CONNECTION_LIMIT_EXCEEDED', 'Connection refused: %s', 503, Base)
+
+/** A connection sent nothing (no pong, no message) for the heartbeat timeout and was terminated. */
+export const ConnectionTimeoutError = createError(
+  'FST_WS_CONNECTION_TIMEOUT', 'Connection `%s` sent nothing for %d ms (heartbeat timeout)', 408, Base)
+
+/** A reconnect token was well formed and correctly signed but has expired. */
+export const TokenExpiredError = createError(
+  'FST_WS_TOKEN_EXPIRED', 'Reconnect token expired at %s', 401, Base)
+
+/** A reconnect token was malformed, tampered with, signed with an unknown secret or already used. */
+export const InvalidTokenError = createError(
+  'FST_WS_INVALID_TOKEN', 'Invalid reconnect token: %s', 401, Base)
+
+/** Every delivery of a broadcast failed; `err.result` holds the BroadcastResult. */
+export const BroadcastFailedError = createError(
+  'FST_WS_BROADCAST_FAILED', 'Broadcast failed for all %d recipients', 500, Base)
+
+/** The manager is shutting down or has shut down and refuses the operation. */
+export const ShutdownError = createError(
+  'FST_WS_SHUTDOWN', 'The WebSocket manager is shut down: %s', 503, Base)
+
+/** A plugin option is invalid; the message names the field, what was expected and what came. */
+export const InvalidOptionsError = createError(
+  'FST_WS_INVALID_OPTIONS', 'Invalid fastify-websocket-stabilizer options: %s', 500, Base)
+
+/** A route's `config.ws` is invalid; the message names the route and the field. */
+export const InvalidRouteOptionsError = createError(
+  'FST_WS_INVALID_ROUTE_OPTIONS', 'Invalid `config.ws` on route %s: %s', 500, Base)
+
+/** The plugin was registered twice on the same Fastify instance tree. */
+export const AlreadyRegisteredError = createError(
+  'FST_WS_ALREADY_REGISTERED', 'fastify-websocket-stabilizer is already registered on this instance; register it once, at the root', 500, Base)
+
+/** A message of a type that cannot be sent (not a string, Buffer, typed array, ArrayBuffer or JSON-serializable value). */
+export const InvalidMessageError = createError(
+  'FST_WS_INVALID_MESSAGE', 'Cannot send a message of type %s: expected a string, Buffer, Uint8Array, ArrayBuffer or a JSON-serializable value', 500, Base)

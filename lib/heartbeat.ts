@@ -1,0 +1,91 @@
+import type { ManagedConnection } from './connection.ts'
+import { write } from './outbound.ts'
+
+/**
+ * Liveness for every connection from one shared, unref'd timer: never a timer per
+ * connection. Each tick, a connection that sent nothing for its timeout is handed to
+ * `onTimeout`; one that has been quiet for about its interval gets a ping (a protocol
+ * ping frame, or in `message` mode a `{"type":"ping","ts":…}` text frame, encoded once
+ * per tick for all). Connections with traffic are not pinged at all.
+ */
+export class Heartbeat {
+  #connections = new Set<ManagedConnection>()
+  #timer: NodeJS.Timeout | undefined = undefined
+  #tick: number
+  #onTimeout: (conn: ManagedConnection, idleMs: number) => void
+
+  constructor (tickMs: number, onTimeout: (conn: ManagedConnection, idleMs: number) => void) {
+    this.#tick = tickMs
+    this.#onTimeout = onTimeout
+  }
+
+  get running (): boolean {
+    return this.#timer !== undefined
+  }
+
+  /** The sweep period: the shortest heartbeat interval in use. */
+  get tick (): number {
+    return this.#tick
+  }
+
+  get size (): number {
+    return this.#connections.size
+  }
+
+  /** Makes sure the sweep runs at least every `intervalMs` (a route with a shorter interval). */
+  useInterval (intervalMs: number): void {
+    if (intervalMs >= this.#tick) return
+    this.#tick = intervalMs
+    if (this.#timer !== undefined) {
+      this.stop()
+      this.start()
+    }
+  }
+
+  add (conn: ManagedConnection): void {
+    if (conn.route.heartbeat.enabled) this.#connections.add(conn)
+  }
+
+  delete (conn: ManagedConnection): void {
+    this.#connections.delete(conn)
+  }
+
+  start (): void {
+    if (this.#timer !== undefined) return
+    this.#timer = setInterval(() => this.sweep(Date.now()), this.#tick)
+    this.#timer.unref()
+  }
+
+  stop (): void {
+    if (this.#timer === undefined) return
+    clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+
+  sweep (now: number): void {
+    const slack = this.#tick >> 1
+    let pingFrame: { data: Buffer, binary: false } | undefined
+    for (const conn of this.#connections) {
+      const hb = conn.route.heartbeat
+      const idle = now - conn.lastSeen
+      if (idle >= hb.timeout) {
+        // onTimeout removes it from this set; deleting the current entry while iterating a Set is safe
+        this.#onTimeout(conn, idle)
+        continue
+      }
+      const quietSince = conn.pingSentAt > conn.lastSeen ? conn.pingSentAt : conn.lastSeen
+      if (now - quietSince < hb.interval - slack) continue
+      conn.pingSentAt = now
+      if (hb.mode === 'ping') {
+        try {
+          conn.socket.ping()
+        } catch {
+          // the socket is not open; its close event will clean up
+        }
+      } else {
+        pingFrame ??= { data: Buffer.from(`{"type":"ping","ts":${now}}`), binary: false }
+        write(conn, pingFrame, true)
+      }
+    }
+  }
+}

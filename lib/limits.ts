@@ -1,0 +1,54 @@
+import type { ManagedConnection } from './connection.ts'
+import type { Registry } from './registry.ts'
+import type { RouteSettings } from './route-options.ts'
+import { CloseCode } from './close-codes.ts'
+
+/** A refusal: why, with which close code, in words for logs and errors. */
+export interface LimitViolation {
+  reason: 'connection_limit' | 'user_limit'
+  code: number
+  message: string
+}
+
+/**
+ * Checks whether one more connection may be registered. `replacing` is the
+ * connection with the same clientId that the new one would replace: it does not count.
+ */
+export function checkConnectionLimits (registry: Registry, route: RouteSettings, maxConnections: number, userId: string | undefined, replacing: ManagedConnection | undefined): LimitViolation | undefined {
+  const instanceCount = registry.size - (replacing === undefined ? 0 : 1)
+  if (maxConnections > 0 && instanceCount >= maxConnections) {
+    return { reason: 'connection_limit', code: CloseCode.TRY_AGAIN_LATER, message: `this instance is at maxConnections (${maxConnections})` }
+  }
+  const routeCount = route.connections - (replacing?.route === route ? 1 : 0)
+  if (route.routeMaxConnections > 0 && routeCount >= route.routeMaxConnections) {
+    return { reason: 'connection_limit', code: CloseCode.TRY_AGAIN_LATER, message: `route ${route.url} is at maxConnections (${route.routeMaxConnections})` }
+  }
+  if (userId === undefined) return undefined
+  const perUser = route.limits.maxConnectionsPerUser
+  const perUserOnRoute = route.routeMaxConnectionsPerUser
+  if (perUser === 0 && perUserOnRoute === 0) return undefined
+  const connections = registry.userConnections(userId)
+  let total = connections.size
+  let onRoute = 0
+  for (const conn of connections) {
+    if (conn === replacing) {
+      total--
+    } else if (conn.route === route) {
+      onRoute++
+    }
+  }
+  if (perUser > 0 && total >= perUser) {
+    return { reason: 'user_limit', code: CloseCode.TOO_MANY_CONNECTIONS, message: `user ${userId} is at maxConnectionsPerUser (${perUser})` }
+  }
+  if (perUserOnRoute > 0 && onRoute >= perUserOnRoute) {
+    return { reason: 'user_limit', code: CloseCode.TOO_MANY_CONNECTIONS, message: `user ${userId} is at maxConnectionsPerUser (${perUserOnRoute}) on route ${route.url}` }
+  }
+  return undefined
+}
+
+/** The instance-wide and route-wide caps, checked before the upgrade (HTTP 503). */
+export function checkCapacity (registry: Registry, route: RouteSettings, maxConnections: number): string | undefined {
+  if (maxConnections > 0 && registry.size >= maxConnections) return `this instance is at maxConnections (${maxConnections})`
+  if (route.routeMaxConnections > 0 && route.connections >= route.routeMaxConnections) return `route ${route.url} is at maxConnections (${route.routeMaxConnections})`
+  return undefined
+}

@@ -1,0 +1,461 @@
+import { EventEmitter } from 'node:events'
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { WebSocket } from 'ws'
+import { ManagedConnection, type ConnectionHost, type DisconnectInfo, type DisconnectReason } from './connection.ts'
+import { Registry } from './registry.ts'
+import { Rooms } from './rooms.ts'
+import { Heartbeat } from './heartbeat.ts'
+import { encode, write, type Encoded, type OutboundMessage } from './outbound.ts'
+import { checkConnectionLimits } from './limits.ts'
+import { errorLevel, isTooLarge } from './socket-errors.ts'
+import { awaitClosed, type ShutdownReport } from './shutdown.ts'
+import { attachListeners } from './socket-listeners.ts'
+import { defaultRouteSettings, type RouteSettings } from './route-options.ts'
+import { normalizeIdentity, type Identity, type ResolvedIdentity } from './identity.ts'
+import { Stats, type StatsSnapshot } from './stats.ts'
+import { MemoryAdapter } from './adapters/memory.ts'
+import type { ClusterMessage, WsAdapter } from './adapters/adapter.ts'
+import type { ResolvedOptions } from './options.ts'
+import { CloseCode } from './close-codes.ts'
+import {
+  BroadcastFailedError, ConnectionLimitExceededError, ConnectionNotFoundError, ConnectionTimeoutError,
+  ShutdownError, WebSocketStabilizerError
+} from './errors.ts'
+
+/** The outcome of a delivery to many connections. */
+export interface BroadcastResult {
+  /** Connections targeted on this instance. */
+  total: number
+  succeeded: number
+  failed: number
+  /** `[clientId, why]` for each failed delivery. */
+  errors: Array<[string, string]>
+}
+
+export interface BroadcastOptions {
+  /** Only members of this room (or of any of these rooms). */
+  room?: string | string[]
+  /** clientIds that do not get it (typically the sender). */
+  exclude?: string | Iterable<string>
+}
+
+/** A socket registered by hand with `register()`. */
+export interface RegisterOptions extends Identity {
+  rooms?: string[]
+}
+
+export interface ShutdownOptions {
+  timeout?: number
+  closeCode?: number
+  closeReason?: string
+}
+
+export interface WsManagerEvents {
+  connect: [conn: ManagedConnection]
+  disconnect: [conn: ManagedConnection, info: DisconnectInfo]
+  join: [conn: ManagedConnection, room: string]
+  leave: [conn: ManagedConnection, room: string]
+  error: [err: Error, conn: ManagedConnection | undefined]
+}
+
+/**
+ * `fastify.wsManager`: the registry of this instance's connections, their users and
+ * rooms, and every way to reach them. Local delivery is synchronous and never waits
+ * on the adapter, which carries messages to other instances.
+ */
+export class WsManager extends EventEmitter<WsManagerEvents> {
+  readonly options: ResolvedOptions
+  readonly instanceId = randomUUID()
+  readonly adapter: WsAdapter
+  #registry = new Registry()
+  #rooms = new Rooms()
+  #heartbeat: Heartbeat
+  #stats: Stats
+  #log: FastifyBaseLogger
+  #host: ConnectionHost
+  #defaultRoute: RouteSettings
+  #shutdown: Promise<ShutdownReport> | undefined = undefined
+  #started = false
+
+  constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
+    super()
+    this.options = options
+    this.#log = log
+    this.adapter = options.adapter ?? new MemoryAdapter()
+    this.#stats = new Stats(options.metrics)
+    this.#defaultRoute = defaultRouteSettings(options)
+    this.#heartbeat = new Heartbeat(options.heartbeat.interval, (conn, idle) => this.#timedOut(conn, idle))
+    this.#host = {
+      send: (conn, message) => write(conn, encode(message)) === undefined,
+      join: (conn, room) => this.#join(conn, room),
+      leave: (conn, room) => this.#leave(conn, room),
+      close: (conn, code, reason, why) => this.#end(conn, code, reason, why, false),
+      listenerFailed: (conn, err) => this.#fail(err, conn, 'message listener failed'),
+      tooLarge: (conn, size) => this.#end(conn, CloseCode.MESSAGE_TOO_BIG, 'message too big', 'message_too_large', false, { size }),
+      heartbeatPong: (conn, now) => this.#pong(conn, now),
+      appPing: (conn, now) => {
+        conn.lastSeen = now
+        write(conn, { data: Buffer.from(`{"type":"pong","ts":${now}}`), binary: false }, true)
+      },
+      closed: (conn, code, reason) => this.#socketClosed(conn, code, reason),
+      failed: (conn, err) => this.#socketFailed(conn, err)
+    }
+  }
+
+  /** True from the start of a shutdown on: new connections are refused. */
+  get draining (): boolean {
+    return this.#shutdown !== undefined
+  }
+
+  /** @internal The heartbeat, for the plugin's onReady and onRoute. */
+  get heartbeat (): Heartbeat {
+    return this.#heartbeat
+  }
+
+  /** @internal Registry and route capacity, for the pre-upgrade check. */
+  get registry (): Registry {
+    return this.#registry
+  }
+
+  /** Starts the heartbeat and the adapter; the plugin calls it in onReady. */
+  async start (): Promise<void> {
+    if (this.#started) return
+    this.#started = true
+    if (this.options.heartbeat.enabled || this.#heartbeat.size > 0) this.#heartbeat.start()
+    await this.adapter.start({ instanceId: this.instanceId, deliver: message => this.#deliverRemote(message), log: this.#log })
+  }
+
+  // ---- registry -------------------------------------------------------------------------
+
+  getActiveConnections (): string[] {
+    return [...this.#registry.clientIds()]
+  }
+
+  getConnectionCount (): number {
+    return this.#registry.size
+  }
+
+  getConnection (clientId: string): ManagedConnection | undefined {
+    return this.#registry.get(clientId)
+  }
+
+  getUserConnections (userId: string): ManagedConnection[] {
+    return [...this.#registry.userConnections(userId)]
+  }
+
+  isUserConnected (userId: string): boolean {
+    return this.#registry.userConnections(userId).size > 0
+  }
+
+  getActiveUsers (): string[] {
+    return [...this.#registry.userIds()]
+  }
+
+  /** Iterates the connections without copying them. */
+  connections (): IterableIterator<ManagedConnection> {
+    return this.#registry.connections()
+  }
+
+  // ---- rooms ----------------------------------------------------------------------------
+
+  join (clientId: string, room: string): boolean {
+    return this.#join(this.#require(clientId), room)
+  }
+
+  leave (clientId: string, room: string): boolean {
+    return this.#leave(this.#require(clientId), room)
+  }
+
+  getRooms (): string[] {
+    return [...this.#rooms.names()]
+  }
+
+  getRoomMembers (room: string): string[] {
+    const ids: string[] = []
+    for (const conn of this.#rooms.members(room)) ids.push(conn.id)
+    return ids
+  }
+
+  // ---- messaging ------------------------------------------------------------------------
+
+  /** Sends to one client. False when it is not connected here (or not open). */
+  send (clientId: string, message: OutboundMessage): boolean {
+    const encoded = encode(message)
+    const conn = this.#registry.get(clientId)
+    if (conn === undefined) {
+      this.adapter.publish({ type: 'client', clientId, data: encoded.data, binary: encoded.binary })
+      return false
+    }
+    return write(conn, encoded) === undefined
+  }
+
+  /** Sends to every connection of a user (devices, tabs). */
+  sendToUser (userId: string, message: OutboundMessage): BroadcastResult {
+    const encoded = encode(message)
+    this.adapter.publish({ type: 'user', userId, data: encoded.data, binary: encoded.binary })
+    return this.#deliver(this.#registry.userConnections(userId), encoded, undefined)
+  }
+
+  /**
+   * Sends to every connection, or to the members of `room`, except `exclude`.
+   * The message is serialized once. Rejects with BroadcastFailedError when every
+   * delivery failed, and with ShutdownError after a shutdown began.
+   */
+  async broadcast (message: OutboundMessage, options: BroadcastOptions = {}): Promise<BroadcastResult> {
+    if (this.#shutdown !== undefined) throw new ShutdownError('broadcast refused')
+    const encoded = encode(message)
+    const rooms = options.room === undefined ? undefined : typeof options.room === 'string' ? [options.room] : options.room
+    const exclude = options.exclude === undefined ? undefined : typeof options.exclude === 'string' ? new Set([options.exclude]) : new Set(options.exclude)
+    this.adapter.publish({ type: 'broadcast', data: encoded.data, binary: encoded.binary, rooms, exclude: exclude === undefined ? undefined : [...exclude] })
+    const result = this.#deliver(this.#targets(rooms), encoded, exclude)
+    this.#stats.broadcast(result.failed)
+    this.#log.debug({ total: result.total, succeeded: result.succeeded, failed: result.failed, rooms }, 'broadcast')
+    if (result.total > 0 && result.succeeded === 0) {
+      const err = new BroadcastFailedError(result.total) as InstanceType<typeof BroadcastFailedError> & { result: BroadcastResult }
+      err.result = result
+      throw err
+    }
+    return result
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------
+
+  /** Closes a client's connection (close frame, then terminate after closeTimeout). */
+  disconnect (clientId: string, code: number = CloseCode.NORMAL, reason = ''): void {
+    this.#end(this.#require(clientId), code, reason, 'server_disconnect', false)
+  }
+
+  /** Records a heartbeat answer for flows that handle pongs themselves. False when unknown. */
+  handlePong (clientId: string): boolean {
+    const conn = this.#registry.get(clientId)
+    if (conn === undefined) return false
+    this.#pong(conn, Date.now())
+    return true
+  }
+
+  /**
+   * Manages a socket that did not come through a managed route. Throws
+   * ConnectionLimitExceededError over a limit, ShutdownError while shutting down.
+   */
+  register (socket: WebSocket, options: RegisterOptions = {}): ManagedConnection {
+    if (this.#shutdown !== undefined) throw new ShutdownError('connection refused')
+    const identity = normalizeIdentity(options)
+    if (typeof identity === 'string') throw new WebSocketStabilizerError(identity)
+    const route = options.rooms === undefined ? this.#defaultRoute : { ...this.#defaultRoute, rooms: options.rooms }
+    const conn = this.attach(socket, identity, route, this.#log)
+    if (!conn.isOpen) throw new ConnectionLimitExceededError(conn.disconnectInfo!.reason)
+    return conn
+  }
+
+  /**
+   * @internal Registers an upgraded socket. Over a limit, or during shutdown, the socket
+   * is closed with the matching code and the returned connection is already closed,
+   * never registered.
+   */
+  attach (socket: WebSocket, identity: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger): ManagedConnection {
+    const conn = new ManagedConnection(this.#host, socket, identity, route, log)
+    const replacing = this.#registry.get(identity.clientId)
+    const refusal = this.#shutdown !== undefined
+      ? { reason: 'connection_limit' as const, code: this.options.shutdown.closeCode, message: 'server shutting down' }
+      : checkConnectionLimits(this.#registry, route, this.options.limits.maxConnections, identity.userId, replacing)
+    if (refusal !== undefined) {
+      this.#stats.rejected(refusal.reason)
+      conn.markClosing()
+      conn.markClosed({ code: refusal.code, reason: refusal.message, disconnectReason: refusal.reason, durationMs: 0, rooms: [] })
+      conn.log.warn({ code: refusal.code, reason: refusal.reason }, `websocket refused: ${refusal.message}`)
+      safeClose(socket, refusal.code, refusal.message)
+      return conn
+    }
+    if (replacing !== undefined) this.#end(replacing, CloseCode.REPLACED, 'replaced by a new connection', 'replaced', false)
+    attachListeners(socket, conn)
+    this.#registry.add(conn)
+    route.connections++
+    this.#heartbeat.add(conn)
+    for (const room of route.rooms) this.#rooms.join(conn, room)
+    this.#stats.connected()
+    conn.log.info({ route: route.url, rooms: route.rooms.length > 0 ? route.rooms : undefined }, 'websocket connected')
+    this.emit('connect', conn)
+    return conn
+  }
+
+  /**
+   * Closes every connection with `closeCode` and waits for them, at most `timeout` ms;
+   * the ones that did not answer are terminated. Refuses new connections from the start.
+   * Calling it again returns the same report.
+   */
+  gracefulShutdown (options: ShutdownOptions = {}): Promise<ShutdownReport> {
+    this.#shutdown ??= this.#drain({ ...this.options.shutdown, ...options })
+    return this.#shutdown
+  }
+
+  /** @internal A route handler threw or rejected: log it with the connection and close with 1011. */
+  handlerFailed (conn: ManagedConnection, err: unknown): void {
+    this.#fail(err, conn, 'websocket handler failed')
+    this.#end(conn, CloseCode.INTERNAL_ERROR, 'internal error', 'handler_error', false)
+  }
+
+  /** Counters and gauges; see StatsSnapshot. */
+  getStats (): StatsSnapshot {
+    return this.#stats.snapshot(this.#registry.size, this.#registry.userCount, this.#rooms.size, this.#registry.connections())
+  }
+
+  // ---- internals ------------------------------------------------------------------------
+
+  async #drain (options: Required<ShutdownOptions>): Promise<ShutdownReport> {
+    const started = Date.now()
+    this.#heartbeat.stop()
+    const sockets: WebSocket[] = []
+    let failed = 0
+    for (const conn of [...this.#registry.connections()]) {
+      try {
+        this.#end(conn, options.closeCode, options.closeReason, 'server_shutdown', false)
+        sockets.push(conn.socket)
+      } catch (err) {
+        failed++
+        this.#fail(err, conn, 'close failed during shutdown')
+      }
+    }
+    const { clean, terminated } = await awaitClosed(sockets, options.timeout)
+    try {
+      await this.adapter.close()
+    } catch (err) {
+      this.#fail(err, undefined, 'adapter close failed')
+    }
+    const report = { closedCount: clean, terminatedCount: terminated, failedCount: failed, durationMs: Date.now() - started }
+    this.#log.info(report, 'websocket shutdown complete')
+    return report
+  }
+
+  #require (clientId: string): ManagedConnection {
+    const conn = this.#registry.get(clientId)
+    if (conn === undefined) throw new ConnectionNotFoundError(clientId)
+    return conn
+  }
+
+  #join (conn: ManagedConnection, room: string): boolean {
+    checkRoom(room)
+    if (!conn.isOpen || !this.#rooms.join(conn, room)) return false
+    conn.log.debug({ room }, 'joined room')
+    this.emit('join', conn, room)
+    return true
+  }
+
+  #leave (conn: ManagedConnection, room: string): boolean {
+    checkRoom(room)
+    if (!this.#rooms.leave(conn, room)) return false
+    conn.log.debug({ room }, 'left room')
+    this.emit('leave', conn, room)
+    return true
+  }
+
+  #targets (rooms: string[] | undefined): Iterable<ManagedConnection> {
+    if (rooms === undefined) return this.#registry.connections()
+    if (rooms.length === 1) return this.#rooms.members(rooms[0])
+    const union = new Set<ManagedConnection>()
+    for (const room of rooms) for (const conn of this.#rooms.members(room)) union.add(conn)
+    return union
+  }
+
+  #deliver (targets: Iterable<ManagedConnection>, encoded: Encoded, exclude: Set<string> | undefined): BroadcastResult {
+    const result: BroadcastResult = { total: 0, succeeded: 0, failed: 0, errors: [] }
+    for (const conn of targets) {
+      if (exclude !== undefined && exclude.has(conn.id)) continue
+      result.total++
+      const error = write(conn, encoded)
+      if (error === undefined) {
+        result.succeeded++
+      } else {
+        result.failed++
+        result.errors.push([conn.id, error])
+      }
+    }
+    return result
+  }
+
+  #deliverRemote (message: ClusterMessage): void {
+    const encoded = { data: message.data, binary: message.binary }
+    if (message.type === 'broadcast') {
+      this.#deliver(this.#targets(message.rooms), encoded, message.exclude === undefined ? undefined : new Set(message.exclude))
+    } else if (message.type === 'user') {
+      this.#deliver(this.#registry.userConnections(message.userId), encoded, undefined)
+    } else {
+      const conn = this.#registry.get(message.clientId)
+      if (conn !== undefined) write(conn, encoded)
+    }
+  }
+
+  #pong (conn: ManagedConnection, now: number): void {
+    conn.lastSeen = now
+    if (conn.pingSentAt === 0) return
+    conn.rtt = now - conn.pingSentAt
+    conn.pingSentAt = 0
+    this.#stats.rtt(conn.rtt)
+  }
+
+  #timedOut (conn: ManagedConnection, idleMs: number): void {
+    this.#stats.heartbeatTimeout()
+    conn.log.warn({ err: new ConnectionTimeoutError(conn.id, idleMs), idleMs }, 'websocket heartbeat timeout')
+    this.#end(conn, 1006, 'heartbeat timeout', 'heartbeat_timeout', true)
+  }
+
+  /**
+   * The one way a connection ends, whoever ends it: it leaves every index at once
+   * (so nothing is sent to it any more), then its socket is closed or terminated.
+   */
+  #end (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason, terminate: boolean, extra?: object): void {
+    if (!conn.markClosing()) return
+    this.#cleanup(conn, code, reason, why, extra)
+    if (terminate) {
+      conn.socket.terminate()
+    } else {
+      safeClose(conn.socket, code, reason)
+    }
+  }
+
+  #socketClosed (conn: ManagedConnection, code: number, reason: string): void {
+    const why = conn.socketError !== undefined
+      ? (isTooLarge(conn.socketError) ? 'message_too_large' : 'network_error')
+      : 'client_close'
+    conn.markClosing()
+    this.#cleanup(conn, code, reason, why)
+  }
+
+  #socketFailed (conn: ManagedConnection, err: Error): void {
+    conn.socketError ??= err
+    conn.log[errorLevel(err)]({ err }, 'websocket error')
+  }
+
+  /** Runs once per connection: indexes, counters, the disconnect line and event. */
+  #cleanup (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason, extra?: object): void {
+    if (conn.disconnectInfo !== undefined) return
+    this.#registry.remove(conn)
+    const rooms = this.#rooms.leaveAll(conn)
+    this.#heartbeat.delete(conn)
+    conn.route.connections--
+    const info: DisconnectInfo = { code, reason, disconnectReason: why, durationMs: Date.now() - conn.connectedAt.getTime(), rooms }
+    this.#stats.disconnected(why, conn.stats)
+    conn.markClosed(info)
+    conn.log.info({ ...extra, code, reason, disconnectReason: why, durationMs: info.durationMs, ...conn.stats }, 'websocket disconnected')
+    this.emit('disconnect', conn, info)
+  }
+
+  #fail (err: unknown, conn: ManagedConnection | undefined, message: string): void {
+    const error = err instanceof Error ? err : new WebSocketStabilizerError(String(err))
+    ;(conn?.log ?? this.#log).error({ err: error }, message)
+    if (this.listenerCount('error') > 0) this.emit('error', error, conn)
+  }
+}
+
+function checkRoom (room: unknown): void {
+  if (typeof room !== 'string' || room === '') throw new WebSocketStabilizerError(`Expected a room name to be a non-empty string, got \`${String(room)}\``)
+}
+
+/** Closes with a code, falling back to terminate when ws refuses (e.g. a code it does not allow). */
+function safeClose (socket: WebSocket, code: number, reason: string): void {
+  try {
+    socket.close(code, reason)
+  } catch {
+    socket.terminate()
+  }
+}

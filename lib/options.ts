@@ -1,0 +1,159 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { InvalidOptionsError } from './errors.ts'
+import type { WsAdapter } from './adapters/adapter.ts'
+import type { IdentifyFn } from './identity.ts'
+
+/*
+ * The plugin's options: one TypeBox schema with a default and a doc comment per field,
+ * validated once at `register`. Each field carries `expected`, the words used in the
+ * error when a value does not fit. Functions and objects (identify, adapter) are
+ * checked beside the schema.
+ */
+
+const ms = (def: number, expected = 'a positive integer number of milliseconds'): ReturnType<typeof Type.Integer> =>
+  Type.Integer({ minimum: 1, default: def, expected })
+const count = (def: number, expected: string): ReturnType<typeof Type.Integer> =>
+  Type.Integer({ minimum: 0, default: def, expected })
+
+export const HeartbeatModeSchema = Type.Union([Type.Literal('ping'), Type.Literal('message')], {
+  default: 'ping',
+  expected: '`ping` (protocol ping frames) or `message` (JSON {"type":"ping"} frames a browser can answer)'
+})
+
+export const HeartbeatOptionsSchema = Type.Object({
+  /** Send heartbeats and terminate silent connections. */
+  enabled: Type.Boolean({ default: true, expected: 'a boolean' }),
+  /** How often idle connections are pinged, in ms. */
+  interval: ms(30_000),
+  /** A connection that sent nothing (no pong, no message) for this long is terminated, in ms. */
+  timeout: ms(60_000),
+  /** `ping`: protocol ping frames. `message`: `{"type":"ping","ts":…}` text frames answered by `{"type":"pong"}`. */
+  mode: HeartbeatModeSchema
+}, { additionalProperties: false, default: {}, expected: 'an object' })
+
+export const LimitsOptionsSchema = Type.Object({
+  /** Connections on this instance; 0 means unlimited. Over it: HTTP 503 before the upgrade (1013 if a race lets one through). */
+  maxConnections: count(0, 'a non-negative integer (0 = unlimited)'),
+  /** Connections of one userId; 0 means unlimited. Over it: the new connection is closed with 4409. */
+  maxConnectionsPerUser: count(0, 'a non-negative integer (0 = unlimited)'),
+  /** Largest inbound message in bytes; a larger one closes that socket with 1009. */
+  maxMessageSize: Type.Integer({ minimum: 1, default: 1_048_576, expected: 'a positive integer number of bytes' }),
+  /** Inbound messages held while no `message` listener is attached yet; one more closes with 1008. */
+  maxQueuedMessages: Type.Integer({ minimum: 1, default: 100, expected: 'a positive integer' }),
+  /** Bytes held in that queue; more closes with 1008. */
+  maxQueuedBytes: Type.Integer({ minimum: 1, default: 1_048_576, expected: 'a positive integer number of bytes' })
+}, { additionalProperties: false, default: {}, expected: 'an object' })
+
+export const ShutdownOptionsSchema = Type.Object({
+  /** How long `fastify.close()` waits for clients to answer the close frame before terminating them, in ms. */
+  timeout: ms(5_000),
+  /** Close code sent to every client on shutdown: 1001 (going away) or 1012 (service restart). */
+  closeCode: Type.Union([Type.Literal(1001), Type.Literal(1012)], { default: 1012, expected: '1001 or 1012' }),
+  /** Close reason sent with it (at most 123 bytes). */
+  closeReason: Type.String({ maxLength: 123, default: 'server shutting down', expected: 'a string of at most 123 bytes' })
+}, { additionalProperties: false, default: {}, expected: 'an object' })
+
+export const LogLevelSchema = Type.Union(
+  ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)),
+  { expected: 'one of fatal, error, warn, info, debug, trace, silent' })
+
+export const PluginOptionsSchema = Type.Object({
+  heartbeat: HeartbeatOptionsSchema,
+  limits: LimitsOptionsSchema,
+  shutdown: ShutdownOptionsSchema,
+  /** Wait this long for the peer's close frame after we close, then terminate (ws' own default is 30 s), in ms. */
+  closeTimeout: ms(3_000),
+  /** permessage-deflate: `none` (default: it costs memory and CPU per socket) or `deflate`. */
+  compression: Type.Union([Type.Literal('none'), Type.Literal('deflate')], { default: 'none', expected: '`none` or `deflate`' }),
+  /** Keep latency histograms and message totals for `getStats()`. Off: no per-message aggregate work. */
+  metrics: Type.Boolean({ default: false, expected: 'a boolean' }),
+  /** Level of the plugin's logs; default: the Fastify logger's level. */
+  logLevel: Type.Optional(LogLevelSchema)
+}, { additionalProperties: false, expected: 'an object' })
+
+export type HeartbeatOptions = Static<typeof HeartbeatOptionsSchema>
+export type LimitsOptions = Static<typeof LimitsOptionsSchema>
+export type ShutdownOptions = Static<typeof ShutdownOptionsSchema>
+export type HeartbeatMode = Static<typeof HeartbeatModeSchema>
+export type LogLevel = Static<typeof LogLevelSchema>
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? Partial<T[K]> : T[K] }
+
+/** What users pass to `register`. */
+export interface WsStabilizerOptions extends DeepPartial<Static<typeof PluginOptionsSchema>> {
+  /** How to identify a client from the upgrade request; a route's `config.ws.identify` wins. */
+  identify?: IdentifyFn
+  /** Delivery between instances; default: an in-memory adapter (this process only). */
+  adapter?: WsAdapter
+}
+
+/** Options after validation and defaults. */
+export interface ResolvedOptions extends Static<typeof PluginOptionsSchema> {
+  identify: IdentifyFn | undefined
+  adapter: WsAdapter | undefined
+}
+
+/** Turns a TypeBox path (`/heartbeat/interval`) into the option's name (`heartbeat.interval`). */
+export function fieldName (path: string): string {
+  return path.replace(/^\//, '').split('/').join('.')
+}
+
+export function show (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value)
+  if (typeof value === 'function') return 'a function'
+  if (value === undefined) return 'undefined'
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
+
+/**
+ * Applies defaults to a copy of `input` and checks it against `schema`.
+ * Returns the first problem as "Expected `field` to be …, got `…`", or the value.
+ */
+export function check<S extends TSchema> (schema: S, input: unknown, prefix = ''): { value: Static<S>, problem?: undefined } | { problem: string, value?: undefined } {
+  const value = Value.Default(schema, Value.Clone(input ?? {}))
+  const first = Value.Errors(schema, value).First()
+  if (first === undefined) return { value: value as Static<S> }
+  const name = prefix + fieldName(first.path)
+  if (first.schema.expected === undefined) {
+    // additionalProperties: the offending key is not in the path TypeBox reports
+    const known = Object.keys((first.schema as { properties?: object }).properties ?? {})
+    const unknown = Object.keys(first.value as object).filter(k => !known.includes(k))
+    const where = name === prefix ? prefix.replace(/\.$/, '') : name
+    return { problem: `Unknown option \`${where === '' ? unknown[0] : `${where}.${unknown[0]}`}\`; known options here are ${known.map(k => `\`${k}\``).join(', ')}` }
+  }
+  return { problem: `Expected \`${name === '' ? 'options' : name}\` to be ${String(first.schema.expected)}, got \`${show(first.value)}\`` }
+}
+
+export function checkFunction (value: unknown, name: string): void {
+  if (value !== undefined && typeof value !== 'function') {
+    throw new InvalidOptionsError(`Expected \`${name}\` to be a function, got \`${show(value)}\``)
+  }
+}
+
+export function checkAdapter (value: unknown): void {
+  if (value === undefined) return
+  const a = value as Partial<WsAdapter>
+  if (typeof value !== 'object' || value === null || typeof a.start !== 'function' || typeof a.publish !== 'function' || typeof a.close !== 'function') {
+    throw new InvalidOptionsError(`Expected \`adapter\` to be an adapter object with start(), publish() and close(), got \`${show(value)}\``)
+  }
+}
+
+/** Validates the plugin options once, at register. Throws `InvalidOptionsError` naming the field. */
+export function resolveOptions (input: WsStabilizerOptions | undefined): ResolvedOptions {
+  // prefix and logSerializers are Fastify's own register options, not ours
+  const { identify, adapter, prefix: _prefix, logSerializers: _serializers, ...rest } = (input ?? {}) as WsStabilizerOptions & { prefix?: unknown, logSerializers?: unknown }
+  checkFunction(identify, 'identify')
+  checkAdapter(adapter)
+  const result = check(PluginOptionsSchema, rest)
+  if (result.problem !== undefined) throw new InvalidOptionsError(result.problem)
+  const options = result.value
+  if (options.heartbeat.timeout <= options.heartbeat.interval) {
+    throw new InvalidOptionsError(`Expected \`heartbeat.timeout\` to be greater than \`heartbeat.interval\` (${options.heartbeat.interval}), got \`${options.heartbeat.timeout}\``)
+  }
+  return { ...options, identify, adapter }
+}

@@ -1,0 +1,72 @@
+import type { ManagedConnection } from './connection.ts'
+
+/**
+ * Who is connected: clientId → connection, and userId → that user's connections.
+ * Removal is by identity, so the late close of a replaced socket never removes
+ * the connection that replaced it.
+ */
+export class Registry {
+  #clients = new Map<string, ManagedConnection>()
+  #users = new Map<string, Set<ManagedConnection>>()
+
+  get size (): number {
+    return this.#clients.size
+  }
+
+  get userCount (): number {
+    return this.#users.size
+  }
+
+  get (clientId: string): ManagedConnection | undefined {
+    return this.#clients.get(clientId)
+  }
+
+  /** Adds a connection and returns the one it displaced (same clientId), if any. */
+  add (conn: ManagedConnection): ManagedConnection | undefined {
+    const previous = this.#clients.get(conn.id)
+    if (previous !== undefined) this.remove(previous)
+    this.#clients.set(conn.id, conn)
+    if (conn.userId !== undefined) {
+      let set = this.#users.get(conn.userId)
+      if (set === undefined) {
+        set = new Set()
+        this.#users.set(conn.userId, set)
+      }
+      set.add(conn)
+    }
+    return previous
+  }
+
+  /** Removes this very connection; false if it was not (or no longer) registered. */
+  remove (conn: ManagedConnection): boolean {
+    if (this.#clients.get(conn.id) !== conn) return false
+    this.#clients.delete(conn.id)
+    if (conn.userId !== undefined) {
+      const set = this.#users.get(conn.userId)
+      if (set !== undefined) {
+        set.delete(conn)
+        if (set.size === 0) this.#users.delete(conn.userId)
+      }
+    }
+    return true
+  }
+
+  /** The user's connections; an empty set when the user has none. */
+  userConnections (userId: string): ReadonlySet<ManagedConnection> {
+    return this.#users.get(userId) ?? EMPTY
+  }
+
+  clientIds (): IterableIterator<string> {
+    return this.#clients.keys()
+  }
+
+  userIds (): IterableIterator<string> {
+    return this.#users.keys()
+  }
+
+  connections (): IterableIterator<ManagedConnection> {
+    return this.#clients.values()
+  }
+}
+
+const EMPTY: ReadonlySet<ManagedConnection> = new Set()

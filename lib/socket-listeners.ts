@@ -1,0 +1,102 @@
+import type { RawData, WebSocket } from 'ws'
+import type { ManagedConnection } from './connection.ts'
+import { kConnection, kHost } from './symbols.ts'
+
+/*
+ * The listeners the plugin puts on every managed socket. They are shared functions
+ * (`this` is the socket, the connection hangs off a symbol), so attaching them
+ * allocates no closure per connection.
+ */
+
+type ManagedSocket = WebSocket & { [kConnection]?: ManagedConnection }
+
+/** What the listeners report to the manager (reached through the connection, so each manager gets its own). */
+export interface SocketEvents {
+  tooLarge (conn: ManagedConnection, size: number): void
+  heartbeatPong (conn: ManagedConnection, now: number): void
+  appPing (conn: ManagedConnection, now: number): void
+  closed (conn: ManagedConnection, code: number, reason: string): void
+  failed (conn: ManagedConnection, err: Error): void
+}
+
+const PONG = Buffer.from('{"type":"pong"')
+const PING = Buffer.from('{"type":"ping"')
+
+function byteLength (data: RawData): number {
+  if (Buffer.isBuffer(data)) return data.length
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0)
+  return data.byteLength
+}
+
+function startsWith (data: RawData, prefix: Buffer): boolean {
+  return Buffer.isBuffer(data) && data.length >= prefix.length && prefix.compare(data, 0, prefix.length) === 0
+}
+
+function onMessage (this: ManagedSocket, data: RawData, isBinary: boolean): void {
+  const conn = this[kConnection]!
+  // a connection being closed (replaced, refused, timed out) takes no more input
+  if (!conn.isOpen) return
+  const events = conn[kHost]
+  const now = Date.now()
+  conn.lastSeen = now
+  const size = byteLength(data)
+  const route = conn.route
+  if (size > route.limits.maxMessageSize) {
+    events.tooLarge(conn, size)
+    return
+  }
+  if (!isBinary && route.heartbeat.mode === 'message' && route.heartbeat.enabled && size < 128) {
+    if (startsWith(data, PONG)) {
+      events.heartbeatPong(conn, now)
+      return
+    }
+    if (startsWith(data, PING)) {
+      events.appPing(conn, now)
+      return
+    }
+  }
+  conn.stats.messagesIn++
+  conn.stats.bytesIn += size
+  conn.dispatch(data, isBinary)
+}
+
+function onPong (this: ManagedSocket): void {
+  const conn = this[kConnection]!
+  conn[kHost].heartbeatPong(conn, Date.now())
+}
+
+function onPing (this: ManagedSocket): void {
+  this[kConnection]!.lastSeen = Date.now()
+}
+
+function onClose (this: ManagedSocket, code: number, reason: Buffer): void {
+  const conn = this[kConnection]!
+  conn[kHost].closed(conn, code, reason.toString())
+}
+
+function onError (this: ManagedSocket, err: Error): void {
+  const conn = this[kConnection]!
+  conn[kHost].failed(conn, err)
+}
+
+export function attachListeners (socket: WebSocket, conn: ManagedConnection): void {
+  (socket as ManagedSocket)[kConnection] = conn
+  socket.on('message', onMessage)
+  socket.on('pong', onPong)
+  socket.on('ping', onPing)
+  socket.on('close', onClose)
+  socket.on('error', onError)
+}
+
+/** Removes exactly the listeners attachListeners added (never removeAllListeners). */
+export function detachListeners (socket: WebSocket): void {
+  socket.off('message', onMessage)
+  socket.off('pong', onPong)
+  socket.off('ping', onPing)
+  socket.off('close', onClose)
+  socket.off('error', onError)
+}
+
+export function connectionOf (socket: WebSocket): ManagedConnection | undefined {
+  return (socket as ManagedSocket)[kConnection]
+}

@@ -1,0 +1,107 @@
+import type { ConnectionStats, DisconnectReason, ManagedConnection } from './connection.ts'
+
+/** Upper bounds (ms) of the round-trip histogram buckets. */
+export const RTT_BUCKETS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000] as const
+
+export interface StatsSnapshot {
+  /** Open connections, users with at least one, and non-empty rooms, on this instance. */
+  connections: number
+  users: number
+  rooms: number
+  connectsTotal: number
+  disconnectsTotal: Partial<Record<DisconnectReason, number>>
+  rejectedTotal: Partial<Record<'connection_limit' | 'user_limit', number>>
+  broadcastsTotal: number
+  failedDeliveriesTotal: number
+  heartbeatTimeoutsTotal: number
+  /** Data messages and bytes, both directions, of closed and open connections. */
+  messagesIn: number
+  messagesOut: number
+  bytesIn: number
+  bytesOut: number
+  /** Heartbeat round trips; only with `metrics: true`. */
+  latency?: { count: number, sumMs: number, buckets: Array<[le: number, count: number]> }
+}
+
+/**
+ * Counters kept per event (connect, disconnect, broadcast, timeout), never per
+ * message: message totals are the connections' own counters, added up when read.
+ * With metrics on, heartbeat round trips also go into a histogram.
+ */
+export class Stats {
+  #connects = 0
+  #disconnects: Partial<Record<DisconnectReason, number>> = {}
+  #rejected: Partial<Record<'connection_limit' | 'user_limit', number>> = {}
+  #broadcasts = 0
+  #failedDeliveries = 0
+  #timeouts = 0
+  #closed: ConnectionStats = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 }
+  #rtt: { count: number, sumMs: number, counts: number[] } | undefined
+
+  constructor (metrics: boolean) {
+    this.#rtt = metrics ? { count: 0, sumMs: 0, counts: RTT_BUCKETS.map(() => 0) } : undefined
+  }
+
+  connected (): void {
+    this.#connects++
+  }
+
+  disconnected (why: DisconnectReason, stats: ConnectionStats): void {
+    this.#disconnects[why] = (this.#disconnects[why] ?? 0) + 1
+    this.#closed.messagesIn += stats.messagesIn
+    this.#closed.messagesOut += stats.messagesOut
+    this.#closed.bytesIn += stats.bytesIn
+    this.#closed.bytesOut += stats.bytesOut
+  }
+
+  rejected (why: 'connection_limit' | 'user_limit'): void {
+    this.#rejected[why] = (this.#rejected[why] ?? 0) + 1
+  }
+
+  broadcast (failed: number): void {
+    this.#broadcasts++
+    this.#failedDeliveries += failed
+  }
+
+  heartbeatTimeout (): void {
+    this.#timeouts++
+  }
+
+  rtt (ms: number): void {
+    const h = this.#rtt
+    if (h === undefined) return
+    h.count++
+    h.sumMs += ms
+    const i = RTT_BUCKETS.findIndex(le => ms <= le)
+    if (i !== -1) h.counts[i]++
+  }
+
+  snapshot (connections: number, users: number, rooms: number, open: Iterable<ManagedConnection>): StatsSnapshot {
+    const totals = { ...this.#closed }
+    for (const conn of open) {
+      totals.messagesIn += conn.stats.messagesIn
+      totals.messagesOut += conn.stats.messagesOut
+      totals.bytesIn += conn.stats.bytesIn
+      totals.bytesOut += conn.stats.bytesOut
+    }
+    const snapshot: StatsSnapshot = {
+      connections,
+      users,
+      rooms,
+      connectsTotal: this.#connects,
+      disconnectsTotal: { ...this.#disconnects },
+      rejectedTotal: { ...this.#rejected },
+      broadcastsTotal: this.#broadcasts,
+      failedDeliveriesTotal: this.#failedDeliveries,
+      heartbeatTimeoutsTotal: this.#timeouts,
+      ...totals
+    }
+    const h = this.#rtt
+    if (h !== undefined) {
+      // cumulative, as Prometheus histograms are
+      let cumulative = 0
+      snapshot.latency = { count: h.count, sumMs: h.sumMs, buckets: RTT_BUCKETS.map((le, i) => [le, cumulative += h.counts[i]]) }
+    }
+    return snapshot
+  }
+}

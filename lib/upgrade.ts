@@ -1,0 +1,55 @@
+import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import type { WebSocket } from 'ws'
+import type { WsManager } from './manager.ts'
+import type { RouteSettings } from './route-options.ts'
+import { normalizeIdentity, type ResolvedIdentity } from './identity.ts'
+import { checkCapacity } from './limits.ts'
+import { WebSocketStabilizerError } from './errors.ts'
+import { kPending } from './symbols.ts'
+
+/*
+ * A managed connection is prepared in two steps. Before the upgrade (a preHandler on
+ * the route, so async work and HTTP errors are possible): capacity check and identify.
+ * At the upgrade (ws' `connection` event, which @fastify/websocket emits just before it
+ * calls the route handler): registration, so the handler finds `request.wsConnection`
+ * already registered and no message can arrive before the plugin listens.
+ */
+
+interface Pending {
+  request: FastifyRequest
+  identity: ResolvedIdentity
+  route: RouteSettings
+}
+
+type RawWithPending = IncomingMessage & { [kPending]?: Pending }
+
+const RETRY_AFTER_SECONDS = '5'
+
+/** The preHandler added to each managed WebSocket route. */
+export function upgradePreHandler (manager: WsManager, route: RouteSettings): preHandlerAsyncHookHandler {
+  return async function wsStabilizerPreHandler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (!request.ws) return
+    const full = manager.draining ? 'server shutting down' : checkCapacity(manager.registry, route, manager.options.limits.maxConnections)
+    if (full !== undefined) {
+      request.log.warn({ route: route.url }, `websocket upgrade refused: ${full}`)
+      await reply.code(503).header('retry-after', RETRY_AFTER_SECONDS).send({ statusCode: 503, error: 'Service Unavailable', message: full })
+      return
+    }
+    const identity = normalizeIdentity(route.identify === undefined ? undefined : await route.identify(request))
+    if (typeof identity === 'string') throw new WebSocketStabilizerError(`${identity} (route ${route.url})`)
+    ;(request.raw as RawWithPending)[kPending] = { request, identity, route }
+  }
+}
+
+/** The websocketServer `connection` listener: registers the socket prepared by the preHandler. */
+export function onConnection (manager: WsManager): (socket: WebSocket, raw: IncomingMessage) => void {
+  return function wsStabilizerOnConnection (socket: WebSocket, raw: RawWithPending): void {
+    const pending = raw[kPending]
+    if (pending === undefined) return
+    raw[kPending] = undefined
+    const { request, identity, route } = pending
+    const log = manager.options.logLevel === undefined ? request.log : request.log.child({}, { level: manager.options.logLevel })
+    request.wsConnection = manager.attach(socket, identity, route, log)
+  }
+}

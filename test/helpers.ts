@@ -1,0 +1,121 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import WebSocket, { type ClientOptions, type RawData } from 'ws'
+import type { AddressInfo } from 'node:net'
+import wsStabilizer, { type WsStabilizerOptions } from '../plugin.ts'
+
+interface Test { after (fn: () => unknown): void }
+
+/** A Fastify app with the plugin, listening on a free loopback port, closed after the test. */
+export async function buildApp (t: Test, options: WsStabilizerOptions = {}, routes?: (app: FastifyInstance) => void, serverOptions: FastifyServerOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify(serverOptions)
+  await app.register(wsStabilizer, options)
+  if (routes !== undefined) routes(app)
+  t.after(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return app
+}
+
+export function urlOf (app: FastifyInstance, path: string): string {
+  const { port } = app.server.address() as AddressInfo
+  return `ws://127.0.0.1:${port}${path}`
+}
+
+export interface Received { data: RawData, isBinary: boolean }
+
+/** A real ws client whose inbox buffers every message, so none is missed between awaits. */
+export class TestClient {
+  readonly ws: WebSocket
+  readonly closed: Promise<{ code: number, reason: string }>
+  #inbox: Received[] = []
+  #waiters: Array<(m: Received) => void> = []
+
+  constructor (ws: WebSocket) {
+    this.ws = ws
+    ws.on('message', (data, isBinary) => {
+      const waiter = this.#waiters.shift()
+      if (waiter !== undefined) waiter({ data, isBinary })
+      else this.#inbox.push({ data, isBinary })
+    })
+    this.closed = new Promise(resolve => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })))
+    ws.on('error', () => {})
+  }
+
+  /** Opens a connection; rejects with the HTTP status when the upgrade is refused. */
+  static open (url: string, options: ClientOptions = {}): Promise<TestClient> {
+    const ws = new WebSocket(url, options)
+    const client = new TestClient(ws)
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(client))
+      ws.once('unexpected-response', (_req, res) => {
+        reject(Object.assign(new Error(`Unexpected server response: ${String(res.statusCode)}`), { statusCode: res.statusCode, headers: res.headers }))
+        ws.terminate()
+      })
+      ws.once('error', reject)
+    })
+  }
+
+  get pending (): number {
+    return this.#inbox.length
+  }
+
+  /** The next message, waiting at most timeoutMs. */
+  nextMessage (timeoutMs = 2000): Promise<Received> {
+    const queued = this.#inbox.shift()
+    if (queued !== undefined) return Promise.resolve(queued)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.splice(this.#waiters.indexOf(waiter), 1)
+        reject(new Error(`no message within ${timeoutMs} ms`))
+      }, timeoutMs)
+      const waiter = (m: Received): void => {
+        clearTimeout(timer)
+        resolve(m)
+      }
+      this.#waiters.push(waiter)
+    })
+  }
+
+  async next (timeoutMs?: number): Promise<string> {
+    return (await this.nextMessage(timeoutMs)).data.toString()
+  }
+
+  async json<T = any> (timeoutMs?: number): Promise<T> {
+    return JSON.parse(await this.next(timeoutMs)) as T
+  }
+
+  /** Resolves true if no message arrives within ms. */
+  async silentFor (ms: number): Promise<boolean> {
+    try {
+      await this.nextMessage(ms)
+      return false
+    } catch {
+      return true
+    }
+  }
+
+  send (data: string | Buffer | object): void {
+    this.ws.send(typeof data === 'string' || Buffer.isBuffer(data) ? data : JSON.stringify(data))
+  }
+
+  close (): Promise<{ code: number, reason: string }> {
+    if (this.ws.readyState === WebSocket.CONNECTING || this.ws.readyState === WebSocket.OPEN) this.ws.close()
+    return this.closed
+  }
+}
+
+export function connect (app: FastifyInstance, path: string, options?: ClientOptions): Promise<TestClient> {
+  return TestClient.open(urlOf(app, path), options)
+}
+
+/** Waits until predicate() is true, polling every few ms, at most timeoutMs. */
+export async function until (predicate: () => boolean, timeoutMs = 2000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}
+
+export function once<T extends unknown[]> (emitter: { once (event: string, fn: (...args: T) => void): unknown }, event: string): Promise<T> {
+  return new Promise(resolve => emitter.once(event, (...args: T) => resolve(args)))
+}
