@@ -414,9 +414,10 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   }
 
   #socketClosed (conn: ManagedConnection, code: number, reason: string): void {
+    // 1006: the peer vanished without a close frame
     const why = conn.socketError !== undefined
       ? (isTooLarge(conn.socketError) ? 'message_too_large' : 'network_error')
-      : 'client_close'
+      : code === 1006 ? 'network_error' : 'client_close'
     conn.markClosing()
     this.#cleanup(conn, code, reason, why)
   }

@@ -54,9 +54,10 @@ export const ShutdownOptionsSchema = Type.Object({
   closeReason: Type.String({ maxLength: 123, default: 'server shutting down', expected: 'a string of at most 123 bytes' })
 }, { additionalProperties: false, default: {}, expected: 'an object' })
 
-export const LogLevelSchema = Type.Union(
-  ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)),
-  { expected: 'one of fatal, error, warn, info, debug, trace, silent' })
+export const LogLevelSchema = Type.Union([
+  Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
+  Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
+], { expected: 'one of fatal, error, warn, info, debug, trace, silent' })
 
 export const PluginOptionsSchema = Type.Object({
   heartbeat: HeartbeatOptionsSchema,

@@ -20,10 +20,10 @@ export function awaitClosed (sockets: WebSocket[], timeoutMs: number): Promise<{
   let clean = 0
   let pending = 0
   return new Promise(resolve => {
-    let timer: NodeJS.Timeout | undefined
     const open = new Set<WebSocket>()
-    const finish = (): void => {
-      if (timer !== undefined) clearTimeout(timer)
+    let timer: NodeJS.Timeout | undefined
+    function finish (): void {
+      clearTimeout(timer)
       for (const socket of open) {
         socket.off('close', onClose)
         socket.terminate()
@@ -44,10 +44,7 @@ export function awaitClosed (sockets: WebSocket[], timeoutMs: number): Promise<{
       pending++
       socket.once('close', onClose)
     }
-    if (pending === 0) {
-      finish()
-      return
-    }
-    timer = setTimeout(finish, timeoutMs)
+    if (pending === 0) finish()
+    else timer = setTimeout(finish, timeoutMs)
   })
 }

@@ -99,8 +99,13 @@ export class Stats {
     const h = this.#rtt
     if (h !== undefined) {
       // cumulative, as Prometheus histograms are
+      const buckets: Array<[number, number]> = []
       let cumulative = 0
-      snapshot.latency = { count: h.count, sumMs: h.sumMs, buckets: RTT_BUCKETS.map((le, i) => [le, cumulative += h.counts[i]]) }
+      for (let i = 0; i < RTT_BUCKETS.length; i++) {
+        cumulative += h.counts[i]
+        buckets.push([RTT_BUCKETS[i], cumulative])
+      }
+      snapshot.latency = { count: h.count, sumMs: h.sumMs, buckets }
     }
     return snapshot
   }

@@ -3,10 +3,10 @@ import { buildApp, connect } from './helpers.ts'
 
 test('a managed route registers the connection before the handler and broadcasts', async (t) => {
   const app = await buildApp(t, {}, app => {
-    app.get('/ws', { websocket: true, config: { ws: { rooms: ['lobby'] } } }, (socket, request) => {
+    app.get('/ws', { websocket: true, config: { ws: { rooms: ['lobby'] } } }, (_socket, request) => {
       const conn = request.wsConnection!
       t.equal(app.wsManager.getConnection(conn.id), conn)
-      conn.on('message', data => { void app.wsManager.broadcast(data.toString(), { room: 'lobby' }) })
+      conn.on('message', data => { app.wsManager.broadcast(data.toString(), { room: 'lobby' }).catch(t.error) })
     })
   })
   const a = await connect(app, '/ws')
