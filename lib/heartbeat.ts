@@ -11,6 +11,7 @@ import { write } from './outbound.ts'
 export class Heartbeat {
   #connections = new Set<ManagedConnection>()
   #timer: NodeJS.Timeout | undefined = undefined
+  #started = false
   #tick: number
   #onTimeout: (conn: ManagedConnection, idleMs: number) => void
 
@@ -19,6 +20,7 @@ export class Heartbeat {
     this.#onTimeout = onTimeout
   }
 
+  /** True while the sweep timer is armed. */
   get running (): boolean {
     return this.#timer !== undefined
   }
@@ -37,26 +39,39 @@ export class Heartbeat {
     if (intervalMs >= this.#tick) return
     this.#tick = intervalMs
     if (this.#timer !== undefined) {
-      this.stop()
-      this.start()
+      this.#disarm()
+      this.#arm()
     }
   }
 
+  /** Tracks a connection whose route has the heartbeat on; the timer is armed by the first one. */
   add (conn: ManagedConnection): void {
-    if (conn.route.heartbeat.enabled) this.#connections.add(conn)
+    if (!conn.route.heartbeat.enabled) return
+    this.#connections.add(conn)
+    if (this.#started && this.#timer === undefined) this.#arm()
   }
 
   delete (conn: ManagedConnection): void {
     this.#connections.delete(conn)
   }
 
+  /** From now on the timer runs while any connection is tracked (the plugin calls it in onReady). */
   start (): void {
-    if (this.#timer !== undefined) return
+    this.#started = true
+    if (this.#timer === undefined && this.#connections.size > 0) this.#arm()
+  }
+
+  stop (): void {
+    this.#started = false
+    this.#disarm()
+  }
+
+  #arm (): void {
     this.#timer = setInterval(() => this.sweep(Date.now()), this.#tick)
     this.#timer.unref()
   }
 
-  stop (): void {
+  #disarm (): void {
     if (this.#timer === undefined) return
     clearInterval(this.#timer)
     this.#timer = undefined

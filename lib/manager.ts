@@ -122,7 +122,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   async start (): Promise<void> {
     if (this.#started) return
     this.#started = true
-    if (this.options.heartbeat.enabled || this.#heartbeat.size > 0) this.#heartbeat.start()
+    this.#heartbeat.start()
     await this.adapter.start({ instanceId: this.instanceId, deliver: message => this.#deliverRemote(message), log: this.#log })
   }
 
@@ -287,6 +287,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   gracefulShutdown (options: ShutdownOptions = {}): Promise<ShutdownReport> {
     this.#shutdown ??= this.#drain({ ...this.options.shutdown, ...options })
     return this.#shutdown
+  }
+
+  /** @internal Counts a connection refused before the upgrade. */
+  refused (why: 'connection_limit' | 'user_limit'): void {
+    this.#stats.rejected(why)
   }
 
   /** @internal A route handler threw or rejected: log it with the connection and close with 1011. */

@@ -32,6 +32,7 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
     if (!request.ws) return
     const full = manager.draining ? 'server shutting down' : checkCapacity(manager.registry, route, manager.options.limits.maxConnections)
     if (full !== undefined) {
+      manager.refused('connection_limit')
       request.log.warn({ route: route.url }, `websocket upgrade refused: ${full}`)
       await reply.code(503).header('retry-after', RETRY_AFTER_SECONDS).send({ statusCode: 503, error: 'Service Unavailable', message: full })
       return
