@@ -1,0 +1,31 @@
+import { test } from 'tap'
+import { errorLevel, isTooLarge } from '../lib/socket-errors.ts'
+import { encode } from '../lib/outbound.ts'
+import { InvalidMessageError } from '../plugin.ts'
+
+test('socket errors: network to debug, protocol to warn, the rest to error', async (t) => {
+  t.equal(errorLevel(Object.assign(new Error('reset'), { code: 'ECONNRESET', errno: -104 })), 'debug')
+  t.equal(errorLevel(Object.assign(new Error('premature'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })), 'debug')
+  t.equal(errorLevel(Object.assign(new Error('rsv'), { code: 'WS_ERR_UNEXPECTED_RSV_2_3' })), 'warn')
+  t.equal(errorLevel(new Error('bug')), 'error')
+  t.ok(isTooLarge(Object.assign(new Error('big'), { code: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' })))
+  t.notOk(isTooLarge(new Error('other')))
+})
+
+test('encode: text, binary and JSON, once', async (t) => {
+  t.same(encode('hé'), { data: Buffer.from('hé'), binary: false })
+  const buf = Buffer.from([1, 2])
+  t.equal(encode(buf).data, buf, 'a Buffer is sent as is')
+  const bytes = new Uint8Array([9, 8, 7, 6]).subarray(1, 3)
+  t.same([...encode(bytes).data], [8, 7])
+  t.equal(encode(bytes).binary, true)
+  t.same([...encode(new Uint8Array([5, 6]).buffer).data], [5, 6])
+  t.same(encode({ a: 1 }), { data: Buffer.from('{"a":1}'), binary: false })
+  t.same(encode(42).data.toString(), '42')
+  t.same(encode(null).data.toString(), 'null')
+  t.throws(() => encode(() => 1), InvalidMessageError)
+  t.throws(() => encode(undefined as unknown as string), { code: 'FST_WS_INVALID_MESSAGE' })
+  const circular: Record<string, unknown> = {}
+  circular.self = circular
+  t.throws(() => encode(circular), { code: 'FST_WS_INVALID_MESSAGE', message: /circular/i })
+})
