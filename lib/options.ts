@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
+import { Value, ValueErrorType } from '@sinclair/typebox/value'
 import { InvalidOptionsError } from './errors.ts'
 import type { WsAdapter } from './adapters/adapter.ts'
 import type { IdentifyFn } from './identity.ts'
@@ -120,12 +120,9 @@ export function check<S extends TSchema> (schema: S, input: unknown, prefix = ''
   const first = Value.Errors(schema, value).First()
   if (first === undefined) return { value: value as Static<S> }
   const name = prefix + fieldName(first.path)
-  if (first.schema.expected === undefined) {
-    // additionalProperties: the offending key is not in the path TypeBox reports
+  if (first.type === ValueErrorType.ObjectAdditionalProperties) {
     const known = Object.keys((first.schema as { properties?: object }).properties ?? {})
-    const unknown = Object.keys(first.value as object).filter(k => !known.includes(k))
-    const where = name === prefix ? prefix.replace(/\.$/, '') : name
-    return { problem: `Unknown option \`${where === '' ? unknown[0] : `${where}.${unknown[0]}`}\`; known options here are ${known.map(k => `\`${k}\``).join(', ')}` }
+    return { problem: `Unknown option \`${name}\`; known options here are ${known.map(k => `\`${k}\``).join(', ')}` }
   }
   return { problem: `Expected \`${name === '' ? 'options' : name}\` to be ${String(first.schema.expected)}, got \`${show(first.value)}\`` }
 }
