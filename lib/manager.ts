@@ -7,7 +7,7 @@ import { Registry } from './registry.ts'
 import { Rooms } from './rooms.ts'
 import { Heartbeat } from './heartbeat.ts'
 import { encode, write, type Encoded, type OutboundMessage } from './outbound.ts'
-import { checkConnectionLimits } from './limits.ts'
+import { checkConnectionLimits, type LimitViolation } from './limits.ts'
 import { errorLevel, isTooLarge } from './socket-errors.ts'
 import { awaitClosed, type ShutdownReport } from './shutdown.ts'
 import { attachListeners } from './socket-listeners.ts'
@@ -243,9 +243,12 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const identity = normalizeIdentity(options)
     if (typeof identity === 'string') throw new WebSocketStabilizerError(identity)
     const route = options.rooms === undefined ? this.#defaultRoute : { ...this.#defaultRoute, rooms: options.rooms }
-    const conn = this.attach(socket, identity, route, this.#log)
-    if (!conn.isOpen) throw new ConnectionLimitExceededError(conn.disconnectInfo!.reason)
-    return conn
+    const refusal = this.#refusal(identity, route)
+    if (refusal !== undefined) {
+      this.#stats.rejected(refusal.reason)
+      throw new ConnectionLimitExceededError(refusal.message)
+    }
+    return this.attach(socket, identity, route, this.#log)
   }
 
   /**
@@ -255,10 +258,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    */
   attach (socket: WebSocket, identity: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger): ManagedConnection {
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
-    const replacing = this.#registry.get(identity.clientId)
-    const refusal = this.#shutdown !== undefined
-      ? { reason: 'connection_limit' as const, code: this.options.shutdown.closeCode, message: 'server shutting down' }
-      : checkConnectionLimits(this.#registry, route, this.options.limits.maxConnections, identity.userId, replacing)
+    const refusal = this.#refusal(identity, route)
     if (refusal !== undefined) {
       this.#stats.rejected(refusal.reason)
       conn.markClosing()
@@ -267,6 +267,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       safeClose(socket, refusal.code, refusal.message)
       return conn
     }
+    const replacing = this.#registry.get(identity.clientId)
     if (replacing !== undefined) this.#end(replacing, CloseCode.REPLACED, 'replaced by a new connection', 'replaced', false)
     attachListeners(socket, conn)
     this.#registry.add(conn)
@@ -330,6 +331,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const report = { closedCount: clean, terminatedCount: terminated, failedCount: failed, durationMs: Date.now() - started }
     this.#log.info(report, 'websocket shutdown complete')
     return report
+  }
+
+  #refusal (identity: ResolvedIdentity, route: RouteSettings): LimitViolation | undefined {
+    if (this.#shutdown !== undefined) return { reason: 'connection_limit', code: this.options.shutdown.closeCode, message: 'server shutting down' }
+    return checkConnectionLimits(this.#registry, route, this.options.limits.maxConnections, identity.userId, this.#registry.get(identity.clientId))
   }
 
   #require (clientId: string): ManagedConnection {

@@ -88,7 +88,7 @@ test('registering twice is a clear error', async (t) => {
   const app = Fastify()
   await app.register(wsStabilizer)
   app.register(wsStabilizer)
-  await t.rejects(app.ready(), { code: 'FST_WS_ALREADY_REGISTERED' })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_WS_ALREADY_REGISTERED' })
   await app.close()
 })
 
