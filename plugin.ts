@@ -59,8 +59,9 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
   if (ownsWebsocket) {
     await fastify.register(fastifyWebsocket, { options: wsOptions, errorHandler } satisfies WebsocketPluginOptions)
   } else {
-    const theirs = fastify.websocketServer.options as { maxPayload?: number, closeTimeout?: number }
-    if ((theirs.maxPayload ?? Infinity) > options.limits.maxMessageSize || (theirs.closeTimeout ?? 30_000) > options.closeTimeout) {
+    // ws fills in its defaults, so both are always set
+    const theirs = fastify.websocketServer.options as { maxPayload: number, closeTimeout: number }
+    if (theirs.maxPayload > options.limits.maxMessageSize || theirs.closeTimeout > options.closeTimeout) {
       log.warn({ maxPayload: theirs.maxPayload, closeTimeout: theirs.closeTimeout }, '@fastify/websocket was registered by the app: pass it options { maxPayload, closeTimeout } matching limits.maxMessageSize and closeTimeout, or let this plugin register it')
     }
   }

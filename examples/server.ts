@@ -9,7 +9,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify'
 import { fileURLToPath } from 'node:url'
-import wsStabilizer, { type WsStabilizerOptions } from '../plugin.ts'
+import wsStabilizer, { optionsFromEnv, type ManagedConnection, type WsStabilizerOptions } from '../plugin.ts'
 
 interface Command { type?: unknown, room?: unknown, text?: unknown }
 
@@ -31,8 +31,9 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
       }
     }
   }, (_socket, request) => {
-    const conn = request.wsConnection
-    if (conn === null || !conn.isOpen) return
+    // never null on a managed route; not open when refused (say, by a per-user limit)
+    const conn = request.wsConnection as ManagedConnection
+    if (!conn.isOpen) return
     const manager = app.wsManager
     const user = conn.userId ?? 'anonymous'
     conn.send({ type: 'welcome', clientId: conn.id, user, rooms: [...conn.rooms] })
@@ -65,7 +66,7 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
 /* c8 ignore start: the entry point runs only under `npm start` */
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const port = Number(process.env.PORT ?? 3000)
-  const app = await buildServer({}, true)
+  const app = await buildServer(optionsFromEnv(), true)
   await app.listen({ port, host: process.env.HOST ?? '0.0.0.0' })
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => { app.close().catch(() => process.exit(1)) })

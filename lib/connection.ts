@@ -9,7 +9,7 @@ import { kHost, kRooms } from './symbols.ts'
 export type DisconnectReason =
   | 'client_close' | 'network_error' | 'heartbeat_timeout' | 'replaced' | 'server_shutdown'
   | 'server_disconnect' | 'message_too_large' | 'queue_overflow' | 'connection_limit' | 'user_limit'
-  | 'handler_error'
+  | 'handler_error' | 'protocol_error'
 
 export interface DisconnectInfo {
   code: number
@@ -111,8 +111,9 @@ export class ManagedConnection {
     return this.#state === OPEN
   }
 
-  get state (): 'open' | 'closing' | 'closed' {
-    return this.#state === OPEN ? 'open' : this.#state === CLOSING ? 'closing' : 'closed'
+  /** `closed` from the moment the plugin starts ending it (it leaves every index at once). */
+  get state (): 'open' | 'closed' {
+    return this.#state === OPEN ? 'open' : 'closed'
   }
 
   /** Sends a string (text), a Buffer / typed array (binary) or any JSON value. False when not open. */
@@ -182,9 +183,8 @@ export class ManagedConnection {
     return true
   }
 
-  /** @internal Marks the connection closed and tells its close listeners, once. */
-  markClosed (info: DisconnectInfo): boolean {
-    if (this.#state === CLOSED) return false
+  /** @internal Marks the connection closed and tells its close listeners; the manager calls it once. */
+  markClosed (info: DisconnectInfo): void {
     this.#state = CLOSED
     this.disconnectInfo = info
     this.#queue = undefined
@@ -199,7 +199,6 @@ export class ManagedConnection {
         }
       }
     }
-    return true
   }
 
   #deliver (listeners: MessageListener[], data: RawData, isBinary: boolean): void {

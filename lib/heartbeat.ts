@@ -30,18 +30,9 @@ export class Heartbeat {
     return this.#tick
   }
 
-  get size (): number {
-    return this.#connections.size
-  }
-
-  /** Makes sure the sweep runs at least every `intervalMs` (a route with a shorter interval). */
+  /** Makes the sweep run at least every `intervalMs` (a route with a shorter interval); routes are added before start. */
   useInterval (intervalMs: number): void {
-    if (intervalMs >= this.#tick) return
-    this.#tick = intervalMs
-    if (this.#timer !== undefined) {
-      this.#disarm()
-      this.#arm()
-    }
+    if (intervalMs < this.#tick) this.#tick = intervalMs
   }
 
   /** Tracks a connection whose route has the heartbeat on; the timer is armed by the first one. */
@@ -92,11 +83,8 @@ export class Heartbeat {
       if (now - quietSince < hb.interval - slack) continue
       conn.pingSentAt = now
       if (hb.mode === 'ping') {
-        try {
-          conn.socket.ping()
-        } catch {
-          // the socket is not open; its close event will clean up
-        }
+        // ws throws only while CONNECTING, never the state of a registered socket
+        conn.socket.ping()
       } else {
         pingFrame ??= { data: Buffer.from(`{"type":"ping","ts":${now}}`), binary: false }
         write(conn, pingFrame, true)

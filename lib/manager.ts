@@ -276,7 +276,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     for (const room of route.rooms) this.#rooms.join(conn, room)
     this.#stats.connected()
     conn.log.info({ route: route.url, rooms: route.rooms.length > 0 ? route.rooms : undefined }, 'websocket connected')
-    this.emit('connect', conn)
+    this.#emit('connect', conn)
     return conn
   }
 
@@ -314,13 +314,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const sockets: WebSocket[] = []
     let failed = 0
     for (const conn of [...this.#registry.connections()]) {
-      try {
-        this.#end(conn, options.closeCode, options.closeReason, 'server_shutdown', false)
-        sockets.push(conn.socket)
-      } catch (err) {
-        failed++
-        this.#fail(err, conn, 'close failed during shutdown')
-      }
+      if (!this.#end(conn, options.closeCode, options.closeReason, 'server_shutdown', false)) failed++
+      sockets.push(conn.socket)
     }
     const { clean, terminated } = await awaitClosed(sockets, options.timeout)
     try {
@@ -348,7 +343,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     checkRoom(room)
     if (!conn.isOpen || !this.#rooms.join(conn, room)) return false
     conn.log.debug({ room }, 'joined room')
-    this.emit('join', conn, room)
+    this.#emit('join', conn, room)
     return true
   }
 
@@ -356,7 +351,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     checkRoom(room)
     if (!this.#rooms.leave(conn, room)) return false
     conn.log.debug({ room }, 'left room')
-    this.emit('leave', conn, room)
+    this.#emit('leave', conn, room)
     return true
   }
 
@@ -414,20 +409,20 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    * The one way a connection ends, whoever ends it: it leaves every index at once
    * (so nothing is sent to it any more), then its socket is closed or terminated.
    */
-  #end (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason, terminate: boolean, extra?: object): void {
-    if (!conn.markClosing()) return
+  #end (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason, terminate: boolean, extra?: object): boolean {
+    if (!conn.markClosing()) return true
     this.#cleanup(conn, code, reason, why, extra)
-    if (terminate) {
-      conn.socket.terminate()
-    } else {
-      safeClose(conn.socket, code, reason)
-    }
+    if (!terminate) return safeClose(conn.socket, code, reason)
+    conn.socket.terminate()
+    return true
   }
 
   #socketClosed (conn: ManagedConnection, code: number, reason: string): void {
     // 1006: the peer vanished without a close frame
-    const why = conn.socketError !== undefined
-      ? (isTooLarge(conn.socketError) ? 'message_too_large' : 'network_error')
+    const error = conn.socketError
+    const why = error !== undefined
+      // ws emits only its own protocol errors on the socket; network errors it handles by destroying it
+      ? (isTooLarge(error) ? 'message_too_large' : 'protocol_error')
       : code === 1006 ? 'network_error' : 'client_close'
     conn.markClosing()
     this.#cleanup(conn, code, reason, why)
@@ -449,13 +444,27 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#stats.disconnected(why, conn.stats)
     conn.markClosed(info)
     conn.log.info({ ...extra, code, reason, disconnectReason: why, durationMs: info.durationMs, ...conn.stats }, 'websocket disconnected')
-    this.emit('disconnect', conn, info)
+    this.#emit('disconnect', conn, info)
+  }
+
+  /** Emits to the app's listeners; one that throws is reported, never thrown into a socket's event. */
+  #emit<E extends 'connect' | 'disconnect' | 'join' | 'leave'> (event: E, ...args: WsManagerEvents[E]): void {
+    try {
+      this.emit(event, ...args as never)
+    } catch (err) {
+      this.#fail(err, args[0], `a '${event}' listener threw`)
+    }
   }
 
   #fail (err: unknown, conn: ManagedConnection | undefined, message: string): void {
     const error = err instanceof Error ? err : new WebSocketStabilizerError(String(err))
     ;(conn?.log ?? this.#log).error({ err: error }, message)
-    if (this.listenerCount('error') > 0) this.emit('error', error, conn)
+    if (this.listenerCount('error') === 0) return
+    try {
+      this.emit('error', error, conn)
+    } catch (again) {
+      this.#log.error({ err: again }, "an 'error' listener threw")
+    }
   }
 }
 
@@ -463,11 +472,13 @@ function checkRoom (room: unknown): void {
   if (typeof room !== 'string' || room === '') throw new WebSocketStabilizerError(`Expected a room name to be a non-empty string, got \`${String(room)}\``)
 }
 
-/** Closes with a code, falling back to terminate when ws refuses (e.g. a code it does not allow). */
-function safeClose (socket: WebSocket, code: number, reason: string): void {
+/** Closes with a code; when ws refuses the code (1005, 1006…) it terminates and returns false. */
+function safeClose (socket: WebSocket, code: number, reason: string): boolean {
   try {
     socket.close(code, reason)
+    return true
   } catch {
     socket.terminate()
+    return false
   }
 }

@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox'
 import { Value, ValueErrorType } from '@sinclair/typebox/value'
 import { InvalidOptionsError } from './errors.ts'
 import type { WsAdapter } from './adapters/adapter.ts'
@@ -103,7 +103,6 @@ export function fieldName (path: string): string {
 export function show (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
   if (typeof value === 'function') return 'a function'
-  if (value === undefined) return 'undefined'
   try {
     return JSON.stringify(value) ?? String(value)
   } catch {
@@ -111,20 +110,29 @@ export function show (value: unknown): string {
   }
 }
 
+/** Copies plain objects and arrays (defaults are written into the copy); anything else is kept as it is, to be judged. */
+function copy (value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(copy)
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, copy(v)]))
+  }
+  return value
+}
+
 /**
  * Applies defaults to a copy of `input` and checks it against `schema`.
  * Returns the first problem as "Expected `field` to be …, got `…`", or the value.
  */
 export function check<S extends TSchema> (schema: S, input: unknown, prefix = ''): { value: Static<S>, problem?: undefined } | { problem: string, value?: undefined } {
-  const value = Value.Default(schema, Value.Clone(input ?? {}))
+  const value = Value.Default(schema, copy(input))
   const first = Value.Errors(schema, value).First()
   if (first === undefined) return { value: value as Static<S> }
   const name = prefix + fieldName(first.path)
   if (first.type === ValueErrorType.ObjectAdditionalProperties) {
-    const known = Object.keys((first.schema as { properties?: object }).properties ?? {})
+    const known = Object.keys((first.schema as TObject).properties)
     return { problem: `Unknown option \`${name}\`; known options here are ${known.map(k => `\`${k}\``).join(', ')}` }
   }
-  return { problem: `Expected \`${name === '' ? 'options' : name}\` to be ${String(first.schema.expected)}, got \`${show(first.value)}\`` }
+  return { problem: `Expected \`${name}\` to be ${String(first.schema.expected)}, got \`${show(first.value)}\`` }
 }
 
 export function checkFunction (value: unknown, name: string): void {
@@ -143,6 +151,9 @@ export function checkAdapter (value: unknown): void {
 
 /** Validates the plugin options once, at register. Throws `InvalidOptionsError` naming the field. */
 export function resolveOptions (input: WsStabilizerOptions | undefined): ResolvedOptions {
+  if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
+    throw new InvalidOptionsError(`Expected \`options\` to be an object, got \`${show(input)}\``)
+  }
   // prefix and logSerializers are Fastify's own register options, not ours
   const { identify, adapter, prefix: _prefix, logSerializers: _serializers, ...rest } = (input ?? {}) as WsStabilizerOptions & { prefix?: unknown, logSerializers?: unknown }
   checkFunction(identify, 'identify')

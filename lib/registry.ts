@@ -21,10 +21,8 @@ export class Registry {
     return this.#clients.get(clientId)
   }
 
-  /** Adds a connection and returns the one it displaced (same clientId), if any. */
-  add (conn: ManagedConnection): ManagedConnection | undefined {
-    const previous = this.#clients.get(conn.id)
-    if (previous !== undefined) this.remove(previous)
+  /** Adds a connection; the manager has ended any connection with the same clientId first. */
+  add (conn: ManagedConnection): void {
     this.#clients.set(conn.id, conn)
     if (conn.userId !== undefined) {
       let set = this.#users.get(conn.userId)
@@ -34,7 +32,6 @@ export class Registry {
       }
       set.add(conn)
     }
-    return previous
   }
 
   /** Removes this very connection; false if it was not (or no longer) registered. */
@@ -42,11 +39,10 @@ export class Registry {
     if (this.#clients.get(conn.id) !== conn) return false
     this.#clients.delete(conn.id)
     if (conn.userId !== undefined) {
-      const set = this.#users.get(conn.userId)
-      if (set !== undefined) {
-        set.delete(conn)
-        if (set.size === 0) this.#users.delete(conn.userId)
-      }
+      // a registered connection with a userId is always in its user's set
+      const set = this.#users.get(conn.userId)!
+      set.delete(conn)
+      if (set.size === 0) this.#users.delete(conn.userId)
     }
     return true
   }

@@ -6,7 +6,7 @@ export interface ShutdownReport {
   closedCount: number
   /** Connections whose peer did not answer in time and were terminated. */
   terminatedCount: number
-  /** Connections whose close threw. */
+  /** Connections whose close frame could not be sent (a close code ws refuses); terminated instead. */
   failedCount: number
   durationMs: number
 }

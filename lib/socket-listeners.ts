@@ -88,15 +88,6 @@ export function attachListeners (socket: WebSocket, conn: ManagedConnection): vo
   socket.on('error', onError)
 }
 
-/** Removes exactly the listeners attachListeners added (never removeAllListeners). */
-export function detachListeners (socket: WebSocket): void {
-  socket.off('message', onMessage)
-  socket.off('pong', onPong)
-  socket.off('ping', onPing)
-  socket.off('close', onClose)
-  socket.off('error', onError)
-}
-
 export function connectionOf (socket: WebSocket): ManagedConnection | undefined {
   return (socket as ManagedSocket)[kConnection]
 }

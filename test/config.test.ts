@@ -257,3 +257,10 @@ test('close codes and reconnect advice', async (t) => {
   t.equal(reconnectAdvice(CloseCode.TRY_AGAIN_LATER), 'backoff')
   for (const code of [1000, 1008, 1009, CloseCode.REPLACED, CloseCode.TOO_MANY_CONNECTIONS]) t.equal(reconnectAdvice(code), 'stop', String(code))
 })
+
+test('validation never changes the object the app passed', async (t) => {
+  const options = { heartbeat: { interval: 1000 }, limits: {} }
+  const resolved = resolveOptions(options)
+  t.same(options, { heartbeat: { interval: 1000 }, limits: {} })
+  t.equal(resolved.heartbeat.timeout, 60_000)
+})

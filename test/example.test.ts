@@ -43,3 +43,28 @@ test('the example server: welcome, join a room, broadcast to it, stats', async (
   await alice.close()
   await bob.close()
 })
+
+test('the example server: anonymous users and binary frames', async (t) => {
+  const app = await buildServer()
+  t.after(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const client = await TestClient.open(`ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws?user=`)
+  t.match(await client.json(), { type: 'welcome', user: 'anonymous' })
+  client.send(Buffer.from([1]))
+  t.match(await client.json(), { type: 'error' })
+  client.send({ type: 'say', text: 'to everyone' })
+  t.same(await client.json(), { type: 'said', from: 'anonymous', text: 'to everyone' })
+  await client.close()
+})
+
+test('the example server: a connection refused by a limit gets 4409 and the handler leaves it alone', async (t) => {
+  const app = await buildServer({ limits: { maxConnectionsPerUser: 1 } })
+  t.after(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const url = `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws?user=solo`
+  const first = await TestClient.open(url)
+  const second = await TestClient.open(url)
+  t.equal((await second.closed).code, 4409)
+  t.equal(second.pending, 0, 'no welcome for a refused connection')
+  await first.close()
+})
