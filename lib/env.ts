@@ -17,6 +17,8 @@ const VARIABLES: Record<string, [section: string | undefined, field: string, kin
   WS_MAX_MESSAGE_SIZE: ['limits', 'maxMessageSize', 'int'],
   WS_SHUTDOWN_TIMEOUT: ['shutdown', 'timeout', 'int'],
   WS_SHUTDOWN_CLOSE_CODE: ['shutdown', 'closeCode', 'int'],
+  WS_RECONNECT_SECRET: ['reconnect', 'secret', 'string'],
+  WS_RECONNECT_TOKEN_TTL: ['reconnect', 'tokenTtl', 'int'],
   WS_CLOSE_TIMEOUT: [undefined, 'closeTimeout', 'int'],
   WS_COMPRESSION: [undefined, 'compression', 'string'],
   WS_METRICS: [undefined, 'metrics', 'bool'],
@@ -56,7 +58,7 @@ export function optionsFromEnv (env: Record<string, string | undefined> = proces
     }
   }
   const merged: Record<string, unknown> = { ...fromEnv, ...explicit }
-  for (const section of ['heartbeat', 'limits', 'shutdown'] as const) {
+  for (const section of ['heartbeat', 'limits', 'shutdown', 'reconnect'] as const) {
     if (fromEnv[section] !== undefined && explicit[section] !== undefined) {
       merged[section] = { ...(fromEnv[section] as object), ...explicit[section] }
     }

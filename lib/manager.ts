@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket } from 'ws'
 import { ManagedConnection, type ConnectionHost, type DisconnectInfo, type DisconnectReason } from './connection.ts'
@@ -14,6 +14,7 @@ import { attachListeners } from './socket-listeners.ts'
 import { defaultRouteSettings, type RouteSettings } from './route-options.ts'
 import { normalizeIdentity, type Identity, type ResolvedIdentity } from './identity.ts'
 import { Stats, type StatsSnapshot } from './stats.ts'
+import { MemoryNonceStore, ReconnectTokens, type NonceStore, type ReconnectClaims } from './tokens.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
 import type { ClusterMessage, WsAdapter } from './adapters/adapter.ts'
 import type { ResolvedOptions } from './options.ts'
@@ -77,6 +78,9 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #defaultRoute: RouteSettings
   #shutdown: Promise<ShutdownReport> | undefined = undefined
   #started = false
+  #nonces: NonceStore
+  #tokens: ReconnectTokens
+  #randomSecret: boolean
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
     super()
@@ -86,6 +90,14 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#stats = new Stats(options.metrics)
     this.#defaultRoute = defaultRouteSettings(options)
     this.#heartbeat = new Heartbeat(options.heartbeat.interval, (conn, idle) => this.#timedOut(conn, idle))
+    const { secret, tokenTtl } = options.reconnect
+    this.#randomSecret = secret === undefined
+    this.#nonces = new MemoryNonceStore(Math.min(tokenTtl, 60_000))
+    this.#tokens = new ReconnectTokens({
+      secrets: secret === undefined ? [randomBytes(32).toString('base64url')] : typeof secret === 'string' ? [secret] : secret,
+      ttl: tokenTtl,
+      nonces: this.#nonces
+    })
     this.#host = {
       send: (conn, message) => write(conn, encode(message)) === undefined,
       join: (conn, room) => this.#join(conn, room),
@@ -219,6 +231,38 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     return result
   }
 
+  // ---- reconnect tokens -----------------------------------------------------------------
+
+  /**
+   * A signed, single-use token that lets a client come back as `clientId` (with the
+   * userId of its current connection, if it is connected here). Never logged.
+   */
+  generateReconnectToken (clientId: string): string {
+    const userId = this.#registry.get(clientId)?.userId
+    if (this.#randomSecret) {
+      this.#randomSecret = false
+      this.#log.warn('no reconnect.secret configured: reconnect tokens are signed with a random per-process secret, so they do not survive a restart or work on another instance')
+    }
+    this.#log.debug({ clientId }, 'reconnect token issued')
+    return this.#tokens.generate(clientId, userId)
+  }
+
+  /**
+   * Checks a token and uses it up. Rejects with TokenExpiredError when it has expired,
+   * InvalidTokenError when it is malformed, tampered with, signed with an unknown secret
+   * or used before.
+   */
+  async validateReconnectToken (token: string): Promise<ReconnectClaims> {
+    try {
+      const claims = await this.#tokens.validate(token)
+      this.#log.debug({ clientId: claims.clientId }, 'reconnect token accepted')
+      return claims
+    } catch (err) {
+      this.#log.info({ code: (err as { code?: string }).code }, 'reconnect token rejected')
+      throw err
+    }
+  }
+
   // ---- lifecycle ------------------------------------------------------------------------
 
   /** Closes a client's connection (close frame, then terminate after closeTimeout). */
@@ -318,6 +362,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       sockets.push(conn.socket)
     }
     const { clean, terminated } = await awaitClosed(sockets, options.timeout)
+    this.#nonces.close()
     try {
       await this.adapter.close()
     } catch (err) {

@@ -54,6 +54,19 @@ export const ShutdownOptionsSchema = Type.Object({
   closeReason: Type.String({ maxLength: 123, default: 'server shutting down', expected: 'a string of at most 123 bytes' })
 }, { additionalProperties: false, default: {}, expected: 'an object' })
 
+const Secret = Type.String({ minLength: 16, expected: 'a string of at least 16 characters' })
+
+export const ReconnectOptionsSchema = Type.Object({
+  /**
+   * Secret(s) that sign reconnect tokens, at least 16 characters: a list allows rotation (the
+   * first signs, all verify). Without one, a random secret per process is used and tokens
+   * neither survive a restart nor work on another instance.
+   */
+  secret: Type.Optional(Type.Union([Secret, Type.Array(Secret, { minItems: 1 })], { expected: 'a string of at least 16 characters, or a non-empty list of them' })),
+  /** How long a reconnect token is good for, in ms. */
+  tokenTtl: ms(3_600_000)
+}, { additionalProperties: false, default: {}, expected: 'an object' })
+
 export const LogLevelSchema = Type.Union([
   Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
   Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
@@ -63,6 +76,7 @@ export const PluginOptionsSchema = Type.Object({
   heartbeat: HeartbeatOptionsSchema,
   limits: LimitsOptionsSchema,
   shutdown: ShutdownOptionsSchema,
+  reconnect: ReconnectOptionsSchema,
   /** Wait this long for the peer's close frame after we close, then terminate (ws' own default is 30 s), in ms. */
   closeTimeout: ms(3_000),
   /** permessage-deflate: `none` (default: it costs memory and CPU per socket) or `deflate`. */

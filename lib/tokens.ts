@@ -1,0 +1,134 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { InvalidTokenError, TokenExpiredError } from './errors.ts'
+
+/*
+ * Reconnect tokens: `base64url(payload) . base64url(HMAC-SHA256(secret, payload))`.
+ * The payload carries the clientId, the userId, issue and expiry times and a random
+ * nonce. The first secret signs, every secret verifies (rotation). A token is good
+ * once: its nonce is claimed when it is validated and kept until the token would
+ * have expired anyway.
+ */
+
+const VERSION = 1
+
+/** What a valid token says. */
+export interface ReconnectClaims {
+  clientId: string
+  userId: string | undefined
+  /** ms since the epoch */
+  issuedAt: number
+  expiresAt: number
+  nonce: string
+}
+
+interface Payload { v: number, c: string, u?: string, iat: number, exp: number, n: string }
+
+/** Where used nonces are kept; in memory here, shared by all instances in the Redis adapter. */
+export interface NonceStore {
+  /** Records the nonce until `expiresAt`; false if it was already recorded. */
+  claim (nonce: string, expiresAt: number): boolean | Promise<boolean>
+  close (): void
+}
+
+/** Used nonces in a Map, swept by one unref'd timer. */
+export class MemoryNonceStore implements NonceStore {
+  #used = new Map<string, number>()
+  #timer: NodeJS.Timeout
+
+  constructor (sweepEveryMs = 60_000) {
+    this.#timer = setInterval(() => this.sweep(Date.now()), sweepEveryMs)
+    this.#timer.unref()
+  }
+
+  get size (): number {
+    return this.#used.size
+  }
+
+  claim (nonce: string, expiresAt: number): boolean {
+    if (this.#used.has(nonce)) return false
+    this.#used.set(nonce, expiresAt)
+    return true
+  }
+
+  /** Forgets nonces whose tokens have expired: those tokens fail on their expiry anyway. */
+  sweep (now: number): void {
+    for (const [nonce, expiresAt] of this.#used) {
+      if (expiresAt <= now) this.#used.delete(nonce)
+    }
+  }
+
+  close (): void {
+    clearInterval(this.#timer)
+    this.#used.clear()
+  }
+}
+
+export interface TokenOptions {
+  /** Signing secrets, newest first: the first signs, all verify. */
+  secrets: string[]
+  /** How long a token is good for, in ms. */
+  ttl: number
+  nonces: NonceStore
+  now?: () => number
+}
+
+export class ReconnectTokens {
+  #keys: Buffer[]
+  #ttl: number
+  #nonces: NonceStore
+  #now: () => number
+
+  constructor (options: TokenOptions) {
+    this.#keys = options.secrets.map(s => Buffer.from(s))
+    this.#ttl = options.ttl
+    this.#nonces = options.nonces
+    this.#now = options.now ?? Date.now
+  }
+
+  generate (clientId: string, userId?: string): string {
+    const iat = this.#now()
+    const payload: Payload = { v: VERSION, c: clientId, iat, exp: iat + this.#ttl, n: randomBytes(16).toString('base64url') }
+    if (userId !== undefined) payload.u = userId
+    const body = Buffer.from(JSON.stringify(payload)).toString('base64url')
+    return `${body}.${sign(this.#keys[0], body).toString('base64url')}`
+  }
+
+  /**
+   * Checks signature (any secret, constant time), shape, expiry, then claims the nonce.
+   * Throws TokenExpiredError or InvalidTokenError; never says which secret matched.
+   */
+  async validate (token: unknown): Promise<ReconnectClaims> {
+    if (typeof token !== 'string' || token.length > 2048) throw new InvalidTokenError('not a token')
+    const dot = token.indexOf('.')
+    if (dot <= 0 || dot !== token.lastIndexOf('.')) throw new InvalidTokenError('malformed')
+    const body = token.slice(0, dot)
+    const signature = Buffer.from(token.slice(dot + 1), 'base64url')
+    if (!this.#keys.some(key => equal(sign(key, body), signature))) throw new InvalidTokenError('bad signature')
+    const payload = parse(body)
+    if (payload === undefined) throw new InvalidTokenError('malformed payload')
+    if (payload.exp <= this.#now()) throw new TokenExpiredError(new Date(payload.exp).toISOString())
+    if (!await this.#nonces.claim(payload.n, payload.exp)) throw new InvalidTokenError('already used')
+    return { clientId: payload.c, userId: payload.u, issuedAt: payload.iat, expiresAt: payload.exp, nonce: payload.n }
+  }
+}
+
+function sign (key: Buffer, body: string): Buffer {
+  return createHmac('sha256', key).update(body).digest()
+}
+
+function equal (a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
+function parse (body: string): Payload | undefined {
+  let value: Partial<Payload>
+  try {
+    value = JSON.parse(Buffer.from(body, 'base64url').toString()) as Partial<Payload>
+  } catch {
+    return undefined
+  }
+  const ok = value !== null && typeof value === 'object' && value.v === VERSION &&
+    typeof value.c === 'string' && value.c !== '' && (value.u === undefined || typeof value.u === 'string') &&
+    Number.isSafeInteger(value.iat) && Number.isSafeInteger(value.exp) && typeof value.n === 'string' && value.n !== ''
+  return ok ? value as Payload : undefined
+}
