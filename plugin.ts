@@ -38,6 +38,7 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
     const preHandler = upgradePreHandler(manager, settings) as preHandlerHookHandler
     route.preHandler = route.preHandler === undefined ? [preHandler] : [...[route.preHandler].flat(), preHandler]
     if (settings.heartbeat.enabled) manager.heartbeat.useInterval(settings.heartbeat.interval)
+    if (settings.reconnect?.replay === true) manager.useReplay()
     if (settings.limits.maxMessageSize > wsOptions.maxPayload) {
       wsOptions.maxPayload = settings.limits.maxMessageSize
       if (ownsWebsocket) (fastify.websocketServer.options as { maxPayload: number }).maxPayload = wsOptions.maxPayload

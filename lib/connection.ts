@@ -32,7 +32,7 @@ export type CloseListener = (info: DisconnectInfo) => unknown
 
 /** What a connection asks of its manager. One object per manager, shared by all connections. */
 export interface ConnectionHost extends SocketEvents {
-  send (conn: ManagedConnection, message: OutboundMessage): boolean
+  send (conn: ManagedConnection, message: OutboundMessage, options?: { volatile?: boolean }): boolean
   join (conn: ManagedConnection, room: string): boolean
   leave (conn: ManagedConnection, room: string): boolean
   close (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason): void
@@ -117,8 +117,8 @@ export class ManagedConnection {
   }
 
   /** Sends a string (text), a Buffer / typed array (binary) or any JSON value. False when not open. */
-  send (message: OutboundMessage): boolean {
-    return this[kHost].send(this, message)
+  send (message: OutboundMessage, options?: { volatile?: boolean }): boolean {
+    return this[kHost].send(this, message, options)
   }
 
   join (room: string): boolean {

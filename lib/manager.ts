@@ -15,6 +15,9 @@ import { defaultRouteSettings, type RouteSettings } from './route-options.ts'
 import { normalizeIdentity, type Identity, type ResolvedIdentity } from './identity.ts'
 import { Stats, type StatsSnapshot } from './stats.ts'
 import { MemoryNonceStore, ReconnectTokens, type NonceStore, type ReconnectClaims } from './tokens.ts'
+import { ReplayLog, type LogEntry, type Target } from './replay-log.ts'
+import { SessionStore } from './sessions.ts'
+import { envelope, welcomeFrame, type Welcome } from './protocol.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
 import type { ClusterMessage, WsAdapter } from './adapters/adapter.ts'
 import type { ResolvedOptions } from './options.ts'
@@ -34,7 +37,28 @@ export interface BroadcastResult {
   errors: Array<[string, string]>
 }
 
-export interface BroadcastOptions {
+export interface SendOptions {
+  /** Never logged for replay: a client that was away does not get it after a resume. */
+  volatile?: boolean
+}
+
+/** Why a resume failed; the client gets a fresh session and this reason in its welcome frame. */
+export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap'
+
+/** @internal A resume asked for at the upgrade. */
+export interface PendingResume {
+  claims?: ReconnectClaims
+  offset: number
+  failed?: ResumeFailure
+}
+
+/** A message encoded once, with its protocol frame (made on first need). */
+interface Outgoing {
+  plain: Encoded
+  framed: Encoded | undefined
+}
+
+export interface BroadcastOptions extends SendOptions {
   /** Only members of this room (or of any of these rooms). */
   room?: string | string[]
   /** clientIds that do not get it (typically the sender). */
@@ -81,6 +105,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #nonces: NonceStore
   #tokens: ReconnectTokens
   #randomSecret: boolean
+  #replay: ReplayLog | undefined = undefined
+  #sessions = new SessionStore(10_000)
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
     super()
@@ -99,7 +125,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       nonces: this.#nonces
     })
     this.#host = {
-      send: (conn, message) => write(conn, encode(message)) === undefined,
+      send: (conn, message, options) => this.#writeOut(conn, this.#prepare(message, { clientId: conn.id }, options?.volatile)) === undefined,
       join: (conn, room) => this.#join(conn, room),
       leave: (conn, room) => this.#leave(conn, room),
       close: (conn, code, reason, why) => this.#end(conn, code, reason, why, false),
@@ -192,21 +218,21 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   // ---- messaging ------------------------------------------------------------------------
 
   /** Sends to one client. False when it is not connected here (or not open). */
-  send (clientId: string, message: OutboundMessage): boolean {
-    const encoded = encode(message)
+  send (clientId: string, message: OutboundMessage, options: SendOptions = {}): boolean {
+    const out = this.#prepare(message, { clientId }, options.volatile)
     const conn = this.#registry.get(clientId)
     if (conn === undefined) {
-      this.adapter.publish({ type: 'client', clientId, data: encoded.data, binary: encoded.binary })
+      this.adapter.publish({ type: 'client', clientId, data: out.plain.data, binary: out.plain.binary })
       return false
     }
-    return write(conn, encoded) === undefined
+    return this.#writeOut(conn, out) === undefined
   }
 
   /** Sends to every connection of a user (devices, tabs). */
-  sendToUser (userId: string, message: OutboundMessage): BroadcastResult {
-    const encoded = encode(message)
-    this.adapter.publish({ type: 'user', userId, data: encoded.data, binary: encoded.binary })
-    return this.#deliver(this.#registry.userConnections(userId), encoded, undefined)
+  sendToUser (userId: string, message: OutboundMessage, options: SendOptions = {}): BroadcastResult {
+    const out = this.#prepare(message, { userId }, options.volatile)
+    this.adapter.publish({ type: 'user', userId, data: out.plain.data, binary: out.plain.binary })
+    return this.#deliver(this.#registry.userConnections(userId), out, undefined)
   }
 
   /**
@@ -216,11 +242,12 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    */
   async broadcast (message: OutboundMessage, options: BroadcastOptions = {}): Promise<BroadcastResult> {
     if (this.#shutdown !== undefined) throw new ShutdownError('broadcast refused')
-    const encoded = encode(message)
     const rooms = options.room === undefined ? undefined : typeof options.room === 'string' ? [options.room] : options.room
     const exclude = options.exclude === undefined ? undefined : typeof options.exclude === 'string' ? new Set([options.exclude]) : new Set(options.exclude)
-    this.adapter.publish({ type: 'broadcast', data: encoded.data, binary: encoded.binary, rooms, exclude: exclude === undefined ? undefined : [...exclude] })
-    const result = this.#deliver(this.#targets(rooms), encoded, exclude)
+    const excluded = exclude === undefined ? undefined : [...exclude]
+    const out = this.#prepare(message, { rooms, exclude: excluded }, options.volatile)
+    this.adapter.publish({ type: 'broadcast', data: out.plain.data, binary: out.plain.binary, rooms, exclude: excluded })
+    const result = this.#deliver(this.#targets(rooms), out, exclude)
     this.#stats.broadcast(result.failed)
     this.#log.debug({ total: result.total, succeeded: result.succeeded, failed: result.failed, rooms }, 'broadcast')
     if (result.total > 0 && result.succeeded === 0) {
@@ -300,7 +327,9 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    * is closed with the matching code and the returned connection is already closed,
    * never registered.
    */
-  attach (socket: WebSocket, identity: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger): ManagedConnection {
+  attach (socket: WebSocket, fresh: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger, resume?: PendingResume): ManagedConnection {
+    const restored = resume === undefined ? undefined : this.#restore(fresh, route, resume)
+    const identity = restored?.identity ?? fresh
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
     const refusal = this.#refusal(identity, route)
     if (refusal !== undefined) {
@@ -318,8 +347,10 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     route.connections++
     this.#heartbeat.add(conn)
     for (const room of route.rooms) this.#rooms.join(conn, room)
+    if (restored?.rooms !== undefined) for (const room of restored.rooms) this.#rooms.join(conn, room)
+    if (route.reconnect !== undefined) this.#welcome(conn, restored)
     this.#stats.connected()
-    conn.log.info({ route: route.url, rooms: route.rooms.length > 0 ? route.rooms : undefined }, 'websocket connected')
+    conn.log.info({ route: route.url, rooms: conn.rooms.size > 0 ? [...conn.rooms] : undefined, resumed: restored?.rooms !== undefined ? true : undefined }, 'websocket connected')
     this.#emit('connect', conn)
     return conn
   }
@@ -363,6 +394,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     }
     const { clean, terminated } = await awaitClosed(sockets, options.timeout)
     this.#nonces.close()
+    this.#sessions.close()
     try {
       await this.adapter.close()
     } catch (err) {
@@ -371,6 +403,51 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const report = { closedCount: clean, terminatedCount: terminated, failedCount: failed, durationMs: Date.now() - started }
     this.#log.info(report, 'websocket shutdown complete')
     return report
+  }
+
+  /** @internal Makes the replay log; called for each route that replays. */
+  useReplay (): void {
+    this.#replay ??= new ReplayLog(this.options.reconnect.replayMessages, this.options.reconnect.replayBytes)
+  }
+
+  /**
+   * Works out a resume: the session (a live, half-open connection's, or a saved one),
+   * then the log entries after the client's offset addressed to it. Any failure gives
+   * a fresh session and the reason, never a partial restore.
+   */
+  #restore (fresh: ResolvedIdentity, route: RouteSettings, resume: PendingResume): { identity?: ResolvedIdentity, rooms?: string[], entries?: LogEntry[], failed?: ResumeFailure } {
+    if (resume.failed !== undefined) return { failed: resume.failed }
+    const claims = resume.claims!
+    const live = this.#registry.get(claims.clientId)
+    const session = live !== undefined
+      ? { userId: live.userId, metadata: live.metadata, rooms: [...live.rooms] }
+      : this.#sessions.take(claims.clientId, Date.now())
+    if (session === undefined) return { failed: 'unknown_session' }
+    if (session.userId !== claims.userId || (fresh.userId !== undefined && fresh.userId !== session.userId)) return { failed: 'invalid' }
+    let entries: LogEntry[] | undefined
+    if (route.reconnect!.replay) {
+      const replay = this.#replay!
+      const after = resume.offset > replay.offset ? undefined : replay.after(resume.offset)
+      if (after === undefined) return { failed: 'gap' }
+      const rooms = new Set(session.rooms)
+      entries = after.filter(e => addressedTo(e.target, claims.clientId, session.userId, rooms))
+    }
+    return { identity: { clientId: claims.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms, entries }
+  }
+
+  /** The welcome frame (with a fresh token) first, then the replayed messages, in order. */
+  #welcome (conn: ManagedConnection, restored: { rooms?: string[], entries?: LogEntry[], failed?: ResumeFailure } | undefined): void {
+    const welcome: Welcome = {
+      clientId: conn.id,
+      token: this.#tokens.generate(conn.id, conn.userId),
+      offset: this.#replay?.offset ?? 0,
+      resumed: restored?.rooms !== undefined
+    }
+    if (restored?.entries !== undefined) welcome.replayed = restored.entries.length
+    if (restored?.failed !== undefined) welcome.resumeFailed = restored.failed
+    write(conn, { data: welcomeFrame(welcome), binary: false }, true)
+    if (restored?.entries !== undefined) for (const entry of restored.entries) write(conn, { data: entry.frame, binary: false })
+    if (restored !== undefined) conn.log.info({ resumed: welcome.resumed, replayed: welcome.replayed, resumeFailed: welcome.resumeFailed }, 'websocket resume')
   }
 
   #refusal (identity: ResolvedIdentity, route: RouteSettings): LimitViolation | undefined {
@@ -408,12 +485,30 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     return union
   }
 
-  #deliver (targets: Iterable<ManagedConnection>, encoded: Encoded, exclude: Set<string> | undefined): BroadcastResult {
+  /** Encodes once; logs it for replay (one offset for all recipients) unless volatile or no route replays. */
+  #prepare (message: OutboundMessage, target: Target, volatile = false): Outgoing {
+    const plain = encode(message)
+    const replay = this.#replay
+    if (replay === undefined || volatile) return { plain, framed: undefined }
+    const offset = replay.next()
+    const framed = { data: envelope(plain, offset), binary: false }
+    replay.append({ offset, target, frame: framed.data })
+    return { plain, framed }
+  }
+
+  /** Protocol routes get the envelope, the others the plain message. */
+  #writeOut (conn: ManagedConnection, out: Outgoing): string | undefined {
+    if (conn.route.reconnect === undefined) return write(conn, out.plain)
+    out.framed ??= { data: envelope(out.plain, undefined), binary: false }
+    return write(conn, out.framed)
+  }
+
+  #deliver (targets: Iterable<ManagedConnection>, out: Outgoing, exclude: Set<string> | undefined): BroadcastResult {
     const result: BroadcastResult = { total: 0, succeeded: 0, failed: 0, errors: [] }
     for (const conn of targets) {
       if (exclude !== undefined && exclude.has(conn.id)) continue
       result.total++
-      const error = write(conn, encoded)
+      const error = this.#writeOut(conn, out)
       if (error === undefined) {
         result.succeeded++
       } else {
@@ -425,14 +520,14 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   }
 
   #deliverRemote (message: ClusterMessage): void {
-    const encoded = { data: message.data, binary: message.binary }
+    const out: Outgoing = { plain: { data: message.data, binary: message.binary }, framed: undefined }
     if (message.type === 'broadcast') {
-      this.#deliver(this.#targets(message.rooms), encoded, message.exclude === undefined ? undefined : new Set(message.exclude))
+      this.#deliver(this.#targets(message.rooms), out, message.exclude === undefined ? undefined : new Set(message.exclude))
     } else if (message.type === 'user') {
-      this.#deliver(this.#registry.userConnections(message.userId), encoded, undefined)
+      this.#deliver(this.#registry.userConnections(message.userId), out, undefined)
     } else {
       const conn = this.#registry.get(message.clientId)
-      if (conn !== undefined) write(conn, encoded)
+      if (conn !== undefined) this.#writeOut(conn, out)
     }
   }
 
@@ -487,6 +582,10 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     conn.route.connections--
     const info: DisconnectInfo = { code, reason, disconnectReason: why, durationMs: Date.now() - conn.connectedAt.getTime(), rooms }
     this.#stats.disconnected(why, conn.stats)
+    const reconnect = conn.route.reconnect
+    if (reconnect !== undefined && why !== 'replaced') {
+      this.#sessions.save({ clientId: conn.id, userId: conn.userId, metadata: conn.metadata, rooms, expiresAt: Date.now() + reconnect.maxDisconnect })
+    }
     conn.markClosed(info)
     conn.log.info({ ...extra, code, reason, disconnectReason: why, durationMs: info.durationMs, ...conn.stats }, 'websocket disconnected')
     this.#emit('disconnect', conn, info)
@@ -511,6 +610,14 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       this.#log.error({ err: again }, "an 'error' listener threw")
     }
   }
+}
+
+function addressedTo (target: Target, clientId: string, userId: string | undefined, rooms: ReadonlySet<string>): boolean {
+  if (target.exclude?.includes(clientId) === true) return false
+  if (target.clientId !== undefined) return target.clientId === clientId
+  if (target.userId !== undefined) return target.userId === userId
+  if (target.rooms !== undefined) return target.rooms.some(room => rooms.has(room))
+  return true
 }
 
 function checkRoom (room: unknown): void {

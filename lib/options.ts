@@ -64,7 +64,13 @@ export const ReconnectOptionsSchema = Type.Object({
    */
   secret: Type.Optional(Type.Union([Secret, Type.Array(Secret, { minItems: 1 })], { expected: 'a string of at least 16 characters, or a non-empty list of them' })),
   /** How long a reconnect token is good for, in ms. */
-  tokenTtl: ms(3_600_000)
+  tokenTtl: ms(3_600_000),
+  /** How long a resumable session is kept after its connection went away, in ms. */
+  maxDisconnect: ms(120_000),
+  /** Messages kept for replay (all routes together). */
+  replayMessages: Type.Integer({ minimum: 1, default: 1000, expected: 'a positive integer' }),
+  /** Bytes kept for replay. */
+  replayBytes: Type.Integer({ minimum: 1, default: 1_048_576, expected: 'a positive integer number of bytes' })
 }, { additionalProperties: false, default: {}, expected: 'an object' })
 
 export const LogLevelSchema = Type.Union([

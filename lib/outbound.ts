@@ -8,6 +8,8 @@ export type OutboundMessage = string | Buffer | Uint8Array | ArrayBuffer | objec
 export interface Encoded {
   readonly data: Buffer
   readonly binary: boolean
+  /** Text that is JSON (an encoded value), not a plain string. */
+  readonly json?: boolean
 }
 
 /**
@@ -26,7 +28,7 @@ export function encode (message: OutboundMessage): Encoded {
     throw new InvalidMessageError(`${typeof message} (${(err as Error).message})`)
   }
   if (json === undefined) throw new InvalidMessageError(typeof message)
-  return { data: Buffer.from(json), binary: false }
+  return { data: Buffer.from(json), binary: false, json: true }
 }
 
 const TEXT = Object.freeze({ binary: false })

@@ -37,7 +37,15 @@ export const RouteOptionsSchema = Type.Object({
   /** Rooms every connection of this route joins on connect. */
   rooms: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { expected: 'an array of non-empty strings' })),
   limits: Type.Optional(RouteLimitsSchema),
-  heartbeat: Type.Optional(RouteHeartbeatSchema)
+  heartbeat: Type.Optional(RouteHeartbeatSchema),
+  /** Resume protocol on this route: welcome frame with a token, resume, and (with replay) offsets and replay. */
+  reconnect: Type.Optional(Type.Union([
+    Type.Boolean(),
+    Type.Object({
+      replay: Type.Optional(Type.Boolean({ expected: 'a boolean' })),
+      maxDisconnect: Type.Optional(Type.Integer({ minimum: 1, expected: 'a positive integer number of milliseconds' }))
+    }, { additionalProperties: false, expected: 'an object' })
+  ], { expected: 'a boolean or { replay?, maxDisconnect? }' }))
 }, { additionalProperties: false, expected: 'an object' })
 
 /** What a route may put in `config.ws`. */
@@ -52,6 +60,13 @@ export interface RouteWsOptions {
   limits?: { maxConnections?: number, maxConnectionsPerUser?: number, maxMessageSize?: number, maxQueuedMessages?: number, maxQueuedBytes?: number }
   /** Heartbeat override for this route, or `false` to turn it off. */
   heartbeat?: false | Partial<HeartbeatOptions>
+  /** The resume protocol (see PROTOCOL.md): `true`, or `{ replay?: boolean (default true), maxDisconnect?: ms }`. */
+  reconnect?: boolean | { replay?: boolean, maxDisconnect?: number }
+}
+
+export interface RouteReconnect {
+  replay: boolean
+  maxDisconnect: number
 }
 
 /** A managed route's settings after the merge; shared by all its connections. */
@@ -64,6 +79,8 @@ export interface RouteSettings {
   readonly routeMaxConnections: number
   readonly routeMaxConnectionsPerUser: number
   readonly heartbeat: HeartbeatOptions
+  /** The resume protocol, when the route has it. */
+  readonly reconnect: RouteReconnect | undefined
   /** Live connections on this route. */
   connections: number
 }
@@ -78,6 +95,7 @@ export function defaultRouteSettings (options: ResolvedOptions): RouteSettings {
     routeMaxConnections: 0,
     routeMaxConnectionsPerUser: 0,
     heartbeat: options.heartbeat,
+    reconnect: undefined,
     connections: 0
   }
 }
@@ -114,6 +132,9 @@ export function resolveRouteOptions (url: string, input: unknown, options: Resol
     routeMaxConnections: maxConnections,
     routeMaxConnectionsPerUser: maxConnectionsPerUser,
     heartbeat,
+    reconnect: route.reconnect === undefined || route.reconnect === false
+      ? undefined
+      : { replay: true, maxDisconnect: options.reconnect.maxDisconnect, ...(route.reconnect === true ? {} : route.reconnect) },
     connections: 0
   }
 }

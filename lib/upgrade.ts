@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import type { WebSocket } from 'ws'
-import type { WsManager } from './manager.ts'
+import type { PendingResume, WsManager } from './manager.ts'
 import type { RouteSettings } from './route-options.ts'
 import { normalizeIdentity, type ResolvedIdentity } from './identity.ts'
 import { checkCapacity } from './limits.ts'
@@ -20,6 +20,7 @@ interface Pending {
   request: FastifyRequest
   identity: ResolvedIdentity
   route: RouteSettings
+  resume: PendingResume | undefined
 }
 
 type RawWithPending = IncomingMessage & { [kPending]?: Pending }
@@ -39,7 +40,27 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
     }
     const identity = normalizeIdentity(route.identify === undefined ? undefined : await route.identify(request))
     if (typeof identity === 'string') throw new WebSocketStabilizerError(`${identity} (route ${route.url})`)
-    ;(request.raw as RawWithPending)[kPending] = { request, identity, route }
+    const resume = route.reconnect === undefined ? undefined : await readResume(manager, request)
+    ;(request.raw as RawWithPending)[kPending] = { request, identity, route, resume }
+  }
+}
+
+/**
+ * A resume asks with the token in the `resume` query parameter (or the `x-ws-resume`
+ * header) and the last offset received in `offset` (or `x-ws-offset`). The token is
+ * checked and used up here, before the upgrade; a bad one means a fresh session.
+ */
+async function readResume (manager: WsManager, request: FastifyRequest): Promise<PendingResume | undefined> {
+  const query = request.query as Record<string, unknown>
+  const token = query.resume ?? request.headers['x-ws-resume']
+  if (token === undefined) return undefined
+  const rawOffset = query.offset ?? request.headers['x-ws-offset'] ?? '0'
+  const offset = typeof rawOffset === 'string' && /^\d{1,15}$/.test(rawOffset) ? Number(rawOffset) : -1
+  if (offset < 0) return { offset: 0, failed: 'invalid' }
+  try {
+    return { claims: await manager.validateReconnectToken(token as string), offset }
+  } catch (err) {
+    return { offset, failed: (err as { code?: string }).code === 'FST_WS_TOKEN_EXPIRED' ? 'expired' : 'invalid' }
   }
 }
 
@@ -49,8 +70,8 @@ export function onConnection (manager: WsManager): (socket: WebSocket, raw: Inco
     const pending = raw[kPending]
     if (pending === undefined) return
     raw[kPending] = undefined
-    const { request, identity, route } = pending
+    const { request, identity, route, resume } = pending
     const log = manager.options.logLevel === undefined ? request.log : request.log.child({}, { level: manager.options.logLevel })
-    request.wsConnection = manager.attach(socket, identity, route, log)
+    request.wsConnection = manager.attach(socket, identity, route, log, resume)
   }
 }

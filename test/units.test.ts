@@ -20,7 +20,7 @@ test('encode: text, binary and JSON, once', async (t) => {
   t.same([...encode(bytes).data], [8, 7])
   t.equal(encode(bytes).binary, true)
   t.same([...encode(new Uint8Array([5, 6]).buffer).data], [5, 6])
-  t.same(encode({ a: 1 }), { data: Buffer.from('{"a":1}'), binary: false })
+  t.same(encode({ a: 1 }), { data: Buffer.from('{"a":1}'), binary: false, json: true })
   t.same(encode(42).data.toString(), '42')
   t.same(encode(null).data.toString(), 'null')
   t.throws(() => encode(() => 1), InvalidMessageError)

@@ -1,0 +1,32 @@
+/*
+ * The frames of the resume protocol (see PROTOCOL.md), on routes with `config.ws.reconnect`.
+ * Routes without it get plain messages.
+ */
+
+import type { Encoded } from './outbound.ts'
+
+export const PROTOCOL_VERSION = 1
+
+/** Wraps an encoded message in its envelope once; the payload bytes are not re-serialized. */
+export function envelope (message: Encoded, offset: number | undefined): Buffer {
+  const head = offset === undefined ? '{"type":"message"' : `{"type":"message","offset":${offset}`
+  if (message.binary) return Buffer.from(`${head},"binary":true,"data":"${message.data.toString('base64')}"}`)
+  // an encoded JSON value goes in as it is; a plain string becomes a JSON string
+  const data = message.json === true ? message.data : Buffer.from(JSON.stringify(message.data.toString()))
+  return Buffer.concat([Buffer.from(`${head},"data":`), data, CLOSE])
+}
+
+const CLOSE = Buffer.from('}')
+
+export interface Welcome {
+  clientId: string
+  token: string
+  offset: number
+  resumed: boolean
+  replayed?: number
+  resumeFailed?: 'invalid' | 'expired' | 'unknown_session' | 'gap'
+}
+
+export function welcomeFrame (w: Welcome): Buffer {
+  return Buffer.from(JSON.stringify({ type: 'welcome', v: PROTOCOL_VERSION, ...w }))
+}

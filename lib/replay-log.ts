@@ -1,0 +1,77 @@
+/*
+ * The log of recent messages for replay after a resume. Every logged message gets the
+ * next offset of this instance: one offset for all its recipients, so a broadcast is
+ * stored (and encoded) once. Bounded by count and bytes; the oldest entries go first.
+ */
+
+/** Who a message was addressed to, to tell after the fact whether a session should get it. */
+export interface Target {
+  rooms?: string[]
+  userId?: string
+  clientId?: string
+  exclude?: string[]
+}
+
+export interface LogEntry {
+  offset: number
+  target: Target
+  /** The frame as protocol clients receive it (offset included). */
+  frame: Buffer
+}
+
+export class ReplayLog {
+  #entries: LogEntry[] = []
+  #head = 0
+  #bytes = 0
+  #offset = 0
+  readonly maxMessages: number
+  readonly maxBytes: number
+
+  constructor (maxMessages: number, maxBytes: number) {
+    this.maxMessages = maxMessages
+    this.maxBytes = maxBytes
+  }
+
+  /** The offset of the last message logged (0 before the first). */
+  get offset (): number {
+    return this.#offset
+  }
+
+  get size (): number {
+    return this.#entries.length - this.#head
+  }
+
+  /** Reserves the next offset. */
+  next (): number {
+    return ++this.#offset
+  }
+
+  append (entry: LogEntry): void {
+    this.#entries.push(entry)
+    this.#bytes += entry.frame.length
+    while (this.size > this.maxMessages || (this.#bytes > this.maxBytes && this.size > 1)) {
+      this.#bytes -= this.#entries[this.#head].frame.length
+      this.#head++
+    }
+    // compact now and then, not on every eviction
+    if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
+      this.#entries = this.#entries.slice(this.#head)
+      this.#head = 0
+    }
+  }
+
+  /**
+   * The entries after `offset`, or undefined when some of them were already evicted
+   * (a gap the log cannot cover).
+   */
+  after (offset: number): LogEntry[] | undefined {
+    if (offset >= this.#offset) return []
+    // every offset handed out was appended and the log never drops its newest entry, so it is not empty here
+    if (offset + 1 < this.#entries[this.#head].offset) return undefined
+    const out: LogEntry[] = []
+    for (let i = this.#head; i < this.#entries.length; i++) {
+      if (this.#entries[i].offset > offset) out.push(this.#entries[i])
+    }
+    return out
+  }
+}
