@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events'
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket } from 'ws'
 import { ManagedConnection, type ConnectionHost, type DisconnectInfo, type DisconnectReason } from './connection.ts'
 import { Registry } from './registry.ts'
 import { Rooms } from './rooms.ts'
 import { Heartbeat } from './heartbeat.ts'
-import { encode, write, type Encoded, type OutboundMessage } from './outbound.ts'
+import { write, type OutboundMessage } from './outbound.ts'
 import { checkConnectionLimits, type LimitViolation } from './limits.ts'
 import { errorLevel, isTooLarge } from './socket-errors.ts'
 import { awaitClosed, type ShutdownReport } from './shutdown.ts'
@@ -14,10 +14,8 @@ import { attachListeners } from './socket-listeners.ts'
 import { defaultRouteSettings, type RouteSettings } from './route-options.ts'
 import { normalizeIdentity, type Identity, type ResolvedIdentity } from './identity.ts'
 import { Stats, type StatsSnapshot } from './stats.ts'
-import { MemoryNonceStore, ReconnectTokens, type NonceStore, type ReconnectClaims } from './tokens.ts'
-import { ReplayLog, type LogEntry, type Target } from './replay-log.ts'
-import { SessionStore } from './sessions.ts'
-import { envelope, welcomeFrame, type Welcome } from './protocol.ts'
+import type { ReconnectClaims } from './tokens.ts'
+import { Resumption, type Outgoing, type PendingResume } from './resumption.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
 import type { ClusterMessage, WsAdapter } from './adapters/adapter.ts'
 import type { ResolvedOptions } from './options.ts'
@@ -40,22 +38,6 @@ export interface BroadcastResult {
 export interface SendOptions {
   /** Never logged for replay: a client that was away does not get it after a resume. */
   volatile?: boolean
-}
-
-/** Why a resume failed; the client gets a fresh session and this reason in its welcome frame. */
-export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap'
-
-/** @internal A resume asked for at the upgrade. */
-export interface PendingResume {
-  claims?: ReconnectClaims
-  offset: number
-  failed?: ResumeFailure
-}
-
-/** A message encoded once, with its protocol frame (made on first need). */
-interface Outgoing {
-  plain: Encoded
-  framed: Encoded | undefined
 }
 
 export interface BroadcastOptions extends SendOptions {
@@ -102,11 +84,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #defaultRoute: RouteSettings
   #shutdown: Promise<ShutdownReport> | undefined = undefined
   #started = false
-  #nonces: NonceStore
-  #tokens: ReconnectTokens
-  #randomSecret: boolean
-  #replay: ReplayLog | undefined = undefined
-  #sessions = new SessionStore(10_000)
+  #resumption: Resumption
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
     super()
@@ -116,16 +94,9 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#stats = new Stats(options.metrics)
     this.#defaultRoute = defaultRouteSettings(options)
     this.#heartbeat = new Heartbeat(options.heartbeat.interval, (conn, idle) => this.#timedOut(conn, idle))
-    const { secret, tokenTtl } = options.reconnect
-    this.#randomSecret = secret === undefined
-    this.#nonces = new MemoryNonceStore(Math.min(tokenTtl, 60_000))
-    this.#tokens = new ReconnectTokens({
-      secrets: secret === undefined ? [randomBytes(32).toString('base64url')] : typeof secret === 'string' ? [secret] : secret,
-      ttl: tokenTtl,
-      nonces: this.#nonces
-    })
+    this.#resumption = new Resumption(options.reconnect, log)
     this.#host = {
-      send: (conn, message, options) => this.#writeOut(conn, this.#prepare(message, { clientId: conn.id }, options?.volatile)) === undefined,
+      send: (conn, message, options) => write(conn, this.#resumption.frameFor(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile))) === undefined,
       join: (conn, room) => this.#join(conn, room),
       leave: (conn, room) => this.#leave(conn, room),
       close: (conn, code, reason, why) => this.#end(conn, code, reason, why, false),
@@ -219,18 +190,18 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   /** Sends to one client. False when it is not connected here (or not open). */
   send (clientId: string, message: OutboundMessage, options: SendOptions = {}): boolean {
-    const out = this.#prepare(message, { clientId }, options.volatile)
+    const out = this.#resumption.prepare(message, { clientId }, options.volatile)
     const conn = this.#registry.get(clientId)
     if (conn === undefined) {
       this.adapter.publish({ type: 'client', clientId, data: out.plain.data, binary: out.plain.binary })
       return false
     }
-    return this.#writeOut(conn, out) === undefined
+    return write(conn, this.#resumption.frameFor(conn, out)) === undefined
   }
 
   /** Sends to every connection of a user (devices, tabs). */
   sendToUser (userId: string, message: OutboundMessage, options: SendOptions = {}): BroadcastResult {
-    const out = this.#prepare(message, { userId }, options.volatile)
+    const out = this.#resumption.prepare(message, { userId }, options.volatile)
     this.adapter.publish({ type: 'user', userId, data: out.plain.data, binary: out.plain.binary })
     return this.#deliver(this.#registry.userConnections(userId), out, undefined)
   }
@@ -245,7 +216,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const rooms = options.room === undefined ? undefined : typeof options.room === 'string' ? [options.room] : options.room
     const exclude = options.exclude === undefined ? undefined : typeof options.exclude === 'string' ? new Set([options.exclude]) : new Set(options.exclude)
     const excluded = exclude === undefined ? undefined : [...exclude]
-    const out = this.#prepare(message, { rooms, exclude: excluded }, options.volatile)
+    const out = this.#resumption.prepare(message, { rooms, exclude: excluded }, options.volatile)
     this.adapter.publish({ type: 'broadcast', data: out.plain.data, binary: out.plain.binary, rooms, exclude: excluded })
     const result = this.#deliver(this.#targets(rooms), out, exclude)
     this.#stats.broadcast(result.failed)
@@ -265,13 +236,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    * userId of its current connection, if it is connected here). Never logged.
    */
   generateReconnectToken (clientId: string): string {
-    const userId = this.#registry.get(clientId)?.userId
-    if (this.#randomSecret) {
-      this.#randomSecret = false
-      this.#log.warn('no reconnect.secret configured: reconnect tokens are signed with a random per-process secret, so they do not survive a restart or work on another instance')
-    }
-    this.#log.debug({ clientId }, 'reconnect token issued')
-    return this.#tokens.generate(clientId, userId)
+    return this.#resumption.generateToken(clientId, this.#registry.get(clientId)?.userId)
   }
 
   /**
@@ -280,14 +245,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    * or used before.
    */
   async validateReconnectToken (token: string): Promise<ReconnectClaims> {
-    try {
-      const claims = await this.#tokens.validate(token)
-      this.#log.debug({ clientId: claims.clientId }, 'reconnect token accepted')
-      return claims
-    } catch (err) {
-      this.#log.info({ code: (err as { code?: string }).code }, 'reconnect token rejected')
-      throw err
-    }
+    return await this.#resumption.validateToken(token)
   }
 
   // ---- lifecycle ------------------------------------------------------------------------
@@ -328,7 +286,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    * never registered.
    */
   attach (socket: WebSocket, fresh: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger, resume?: PendingResume): ManagedConnection {
-    const restored = resume === undefined ? undefined : this.#restore(fresh, route, resume)
+    const live = resume?.claims === undefined ? undefined : this.#registry.get(resume.claims.clientId)
+    const restored = resume === undefined ? undefined : this.#resumption.restore(fresh, route, resume, live)
     const identity = restored?.identity ?? fresh
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
     const refusal = this.#refusal(identity, route)
@@ -348,7 +307,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#heartbeat.add(conn)
     for (const room of route.rooms) this.#rooms.join(conn, room)
     if (restored?.rooms !== undefined) for (const room of restored.rooms) this.#rooms.join(conn, room)
-    if (route.reconnect !== undefined) this.#welcome(conn, restored)
+    if (route.reconnect !== undefined) this.#resumption.welcome(conn, restored)
     this.#stats.connected()
     conn.log.info({ route: route.url, rooms: conn.rooms.size > 0 ? [...conn.rooms] : undefined, resumed: restored?.rooms !== undefined ? true : undefined }, 'websocket connected')
     this.#emit('connect', conn)
@@ -393,8 +352,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       sockets.push(conn.socket)
     }
     const { clean, terminated } = await awaitClosed(sockets, options.timeout)
-    this.#nonces.close()
-    this.#sessions.close()
+    this.#resumption.close()
     try {
       await this.adapter.close()
     } catch (err) {
@@ -407,47 +365,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   /** @internal Makes the replay log; called for each route that replays. */
   useReplay (): void {
-    this.#replay ??= new ReplayLog(this.options.reconnect.replayMessages, this.options.reconnect.replayBytes)
-  }
-
-  /**
-   * Works out a resume: the session (a live, half-open connection's, or a saved one),
-   * then the log entries after the client's offset addressed to it. Any failure gives
-   * a fresh session and the reason, never a partial restore.
-   */
-  #restore (fresh: ResolvedIdentity, route: RouteSettings, resume: PendingResume): { identity?: ResolvedIdentity, rooms?: string[], entries?: LogEntry[], failed?: ResumeFailure } {
-    if (resume.failed !== undefined) return { failed: resume.failed }
-    const claims = resume.claims!
-    const live = this.#registry.get(claims.clientId)
-    const session = live !== undefined
-      ? { userId: live.userId, metadata: live.metadata, rooms: [...live.rooms] }
-      : this.#sessions.take(claims.clientId, Date.now())
-    if (session === undefined) return { failed: 'unknown_session' }
-    if (session.userId !== claims.userId || (fresh.userId !== undefined && fresh.userId !== session.userId)) return { failed: 'invalid' }
-    let entries: LogEntry[] | undefined
-    if (route.reconnect!.replay) {
-      const replay = this.#replay!
-      const after = resume.offset > replay.offset ? undefined : replay.after(resume.offset)
-      if (after === undefined) return { failed: 'gap' }
-      const rooms = new Set(session.rooms)
-      entries = after.filter(e => addressedTo(e.target, claims.clientId, session.userId, rooms))
-    }
-    return { identity: { clientId: claims.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms, entries }
-  }
-
-  /** The welcome frame (with a fresh token) first, then the replayed messages, in order. */
-  #welcome (conn: ManagedConnection, restored: { rooms?: string[], entries?: LogEntry[], failed?: ResumeFailure } | undefined): void {
-    const welcome: Welcome = {
-      clientId: conn.id,
-      token: this.#tokens.generate(conn.id, conn.userId),
-      offset: this.#replay?.offset ?? 0,
-      resumed: restored?.rooms !== undefined
-    }
-    if (restored?.entries !== undefined) welcome.replayed = restored.entries.length
-    if (restored?.failed !== undefined) welcome.resumeFailed = restored.failed
-    write(conn, { data: welcomeFrame(welcome), binary: false }, true)
-    if (restored?.entries !== undefined) for (const entry of restored.entries) write(conn, { data: entry.frame, binary: false })
-    if (restored !== undefined) conn.log.info({ resumed: welcome.resumed, replayed: welcome.replayed, resumeFailed: welcome.resumeFailed }, 'websocket resume')
+    this.#resumption.useReplay()
   }
 
   #refusal (identity: ResolvedIdentity, route: RouteSettings): LimitViolation | undefined {
@@ -485,30 +403,12 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     return union
   }
 
-  /** Encodes once; logs it for replay (one offset for all recipients) unless volatile or no route replays. */
-  #prepare (message: OutboundMessage, target: Target, volatile = false): Outgoing {
-    const plain = encode(message)
-    const replay = this.#replay
-    if (replay === undefined || volatile) return { plain, framed: undefined }
-    const offset = replay.next()
-    const framed = { data: envelope(plain, offset), binary: false }
-    replay.append({ offset, target, frame: framed.data })
-    return { plain, framed }
-  }
-
-  /** Protocol routes get the envelope, the others the plain message. */
-  #writeOut (conn: ManagedConnection, out: Outgoing): string | undefined {
-    if (conn.route.reconnect === undefined) return write(conn, out.plain)
-    out.framed ??= { data: envelope(out.plain, undefined), binary: false }
-    return write(conn, out.framed)
-  }
-
   #deliver (targets: Iterable<ManagedConnection>, out: Outgoing, exclude: Set<string> | undefined): BroadcastResult {
     const result: BroadcastResult = { total: 0, succeeded: 0, failed: 0, errors: [] }
     for (const conn of targets) {
       if (exclude !== undefined && exclude.has(conn.id)) continue
       result.total++
-      const error = this.#writeOut(conn, out)
+      const error = write(conn, this.#resumption.frameFor(conn, out))
       if (error === undefined) {
         result.succeeded++
       } else {
@@ -527,7 +427,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       this.#deliver(this.#registry.userConnections(message.userId), out, undefined)
     } else {
       const conn = this.#registry.get(message.clientId)
-      if (conn !== undefined) this.#writeOut(conn, out)
+      if (conn !== undefined) write(conn, this.#resumption.frameFor(conn, out))
     }
   }
 
@@ -582,10 +482,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     conn.route.connections--
     const info: DisconnectInfo = { code, reason, disconnectReason: why, durationMs: Date.now() - conn.connectedAt.getTime(), rooms }
     this.#stats.disconnected(why, conn.stats)
-    const reconnect = conn.route.reconnect
-    if (reconnect !== undefined && why !== 'replaced') {
-      this.#sessions.save({ clientId: conn.id, userId: conn.userId, metadata: conn.metadata, rooms, expiresAt: Date.now() + reconnect.maxDisconnect })
-    }
+    if (conn.route.reconnect !== undefined && why !== 'replaced') this.#resumption.saveSession(conn, rooms)
     conn.markClosed(info)
     conn.log.info({ ...extra, code, reason, disconnectReason: why, durationMs: info.durationMs, ...conn.stats }, 'websocket disconnected')
     this.#emit('disconnect', conn, info)
@@ -610,14 +507,6 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       this.#log.error({ err: again }, "an 'error' listener threw")
     }
   }
-}
-
-function addressedTo (target: Target, clientId: string, userId: string | undefined, rooms: ReadonlySet<string>): boolean {
-  if (target.exclude?.includes(clientId) === true) return false
-  if (target.clientId !== undefined) return target.clientId === clientId
-  if (target.userId !== undefined) return target.userId === userId
-  if (target.rooms !== undefined) return target.rooms.some(room => rooms.has(room))
-  return true
 }
 
 function checkRoom (room: unknown): void {
