@@ -2,7 +2,7 @@ import { expect, test } from 'tstyche'
 import Fastify from 'fastify'
 import type { WebSocket } from 'ws'
 import wsStabilizer, {
-  type BroadcastResult, type DisconnectInfo, type ManagedConnection, type ShutdownReport, type WsManager,
+  type BroadcastResult, type DisconnectInfo, type ManagedConnection, type ReconnectClaims, type RouteWsOptions, type ShutdownReport, type WsManager,
   CloseCode, ConnectionNotFoundError, optionsFromEnv, version
 } from '../plugin.ts'
 
@@ -59,4 +59,19 @@ test('exports', () => {
   expect(version).type.toBe<string>()
   expect(CloseCode.REPLACED).type.toBe<4001>()
   expect(new ConnectionNotFoundError('x').code).type.toBe<'FST_WS_CONNECTION_NOT_FOUND'>()
+})
+
+test('reconnect: options, route config, tokens, volatile sends', async () => {
+  expect(app.register(wsStabilizer, { reconnect: { secret: ['a', 'b'], tokenTtl: 1000, maxDisconnect: 5000, replayMessages: 10 } })).type.not.toRaiseError()
+  expect(app.register).type.not.toBeCallableWith(wsStabilizer, { reconnect: { secret: 42 } })
+  app.get('/r', { websocket: true, config: { ws: { reconnect: { replay: false, maxDisconnect: 100 } } } }, () => {})
+  app.get('/r2', { websocket: true, config: { ws: { reconnect: true } } }, () => {})
+  expect({ reconnect: 'yes' as const }).type.not.toBeAssignableTo<RouteWsOptions>()
+  expect({ reconnect: { replay: true } }).type.toBeAssignableTo<RouteWsOptions>()
+  const m = app.wsManager
+  expect(m.generateReconnectToken('c')).type.toBe<string>()
+  expect(await m.validateReconnectToken('t')).type.toBe<ReconnectClaims>()
+  expect(m.send('c', 'x', { volatile: true })).type.toBe<boolean>()
+  expect(await m.broadcast('x', { volatile: true })).type.toBe<BroadcastResult>()
+  expect(m.send).type.not.toBeCallableWith('c', 'x', { volatile: 'yes' })
 })
