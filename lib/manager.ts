@@ -17,7 +17,7 @@ import { Stats, type StatsSnapshot } from './stats.ts'
 import type { ReconnectClaims } from './tokens.ts'
 import { Resumption, type Outgoing, type PendingResume } from './resumption.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
-import type { ClusterMessage, WsAdapter } from './adapters/adapter.ts'
+import type { ClusterMessage, ClusterPayload, WsAdapter } from './adapters/adapter.ts'
 import type { ResolvedOptions } from './options.ts'
 import { CloseCode } from './close-codes.ts'
 import {
@@ -94,7 +94,9 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#stats = new Stats(options.metrics)
     this.#defaultRoute = defaultRouteSettings(options)
     this.#heartbeat = new Heartbeat(options.heartbeat.interval, (conn, idle) => this.#timedOut(conn, idle))
-    this.#resumption = new Resumption(options.reconnect, log)
+    const { replayMessages, replayBytes, tokenTtl } = options.reconnect
+    const store = this.adapter.resumeStore({ replayMessages, replayBytes, sweepEvery: Math.min(tokenTtl, 60_000) })
+    this.#resumption = new Resumption(options.reconnect, log, store, this.instanceId)
     this.#host = {
       send: (conn, message, options) => write(conn, this.#resumption.frameFor(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile))) === undefined,
       join: (conn, room) => this.#join(conn, room),
@@ -193,7 +195,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const out = this.#resumption.prepare(message, { clientId }, options.volatile)
     const conn = this.#registry.get(clientId)
     if (conn === undefined) {
-      this.adapter.publish({ type: 'client', clientId, data: out.plain.data, binary: out.plain.binary })
+      this.adapter.publish({ type: 'client', clientId, ...payload(out, options.volatile) })
       return false
     }
     return write(conn, this.#resumption.frameFor(conn, out)) === undefined
@@ -202,7 +204,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   /** Sends to every connection of a user (devices, tabs). */
   sendToUser (userId: string, message: OutboundMessage, options: SendOptions = {}): BroadcastResult {
     const out = this.#resumption.prepare(message, { userId }, options.volatile)
-    this.adapter.publish({ type: 'user', userId, data: out.plain.data, binary: out.plain.binary })
+    this.adapter.publish({ type: 'user', userId, ...payload(out, options.volatile) })
     return this.#deliver(this.#registry.userConnections(userId), out, undefined)
   }
 
@@ -217,7 +219,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const exclude = options.exclude === undefined ? undefined : typeof options.exclude === 'string' ? new Set([options.exclude]) : new Set(options.exclude)
     const excluded = exclude === undefined ? undefined : [...exclude]
     const out = this.#resumption.prepare(message, { rooms, exclude: excluded }, options.volatile)
-    this.adapter.publish({ type: 'broadcast', data: out.plain.data, binary: out.plain.binary, rooms, exclude: excluded })
+    this.adapter.publish({ type: 'broadcast', rooms, exclude: excluded, ...payload(out, options.volatile) })
     const result = this.#deliver(this.#targets(rooms), out, exclude)
     this.#stats.broadcast(result.failed)
     this.#log.debug({ total: result.total, succeeded: result.succeeded, failed: result.failed, rooms }, 'broadcast')
@@ -246,6 +248,19 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    */
   async validateReconnectToken (token: string): Promise<ReconnectClaims> {
     return await this.#resumption.validateToken(token)
+  }
+
+  /**
+   * @internal The session a valid token resumes, taken before the upgrade. When the store
+   * cannot answer, the client gets a fresh session (`unknown_session`), never a wait or a crash.
+   */
+  async lookupSession (claims: ReconnectClaims, offset: number, route: RouteSettings): Promise<PendingResume> {
+    try {
+      return await this.#resumption.lookup(claims, offset, route, this.#registry.get(claims.clientId))
+    } catch (err) {
+      this.#fail(err, undefined, 'resume store failed')
+      return { offset, failed: 'unknown_session' }
+    }
   }
 
   // ---- lifecycle ------------------------------------------------------------------------
@@ -286,8 +301,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    * never registered.
    */
   attach (socket: WebSocket, fresh: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger, resume?: PendingResume): ManagedConnection {
-    const live = resume?.claims === undefined ? undefined : this.#registry.get(resume.claims.clientId)
-    const restored = resume === undefined ? undefined : this.#resumption.restore(fresh, route, resume, live)
+    const restored = resume === undefined ? undefined : this.#resumption.restore(fresh, route, resume)
     const identity = restored?.identity ?? fresh
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
     const refusal = this.#refusal(identity, route)
@@ -419,13 +433,17 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     return result
   }
 
+  /** A message from another instance: logged here too (with this log's offset), then delivered. */
   #deliverRemote (message: ClusterMessage): void {
-    const out: Outgoing = { plain: { data: message.data, binary: message.binary }, framed: undefined }
+    const plain = { data: message.data, binary: message.binary, json: message.json }
     if (message.type === 'broadcast') {
+      const out = this.#resumption.prepareEncoded(plain, { rooms: message.rooms, exclude: message.exclude }, message.volatile)
       this.#deliver(this.#targets(message.rooms), out, message.exclude === undefined ? undefined : new Set(message.exclude))
     } else if (message.type === 'user') {
+      const out = this.#resumption.prepareEncoded(plain, { userId: message.userId }, message.volatile)
       this.#deliver(this.#registry.userConnections(message.userId), out, undefined)
     } else {
+      const out = this.#resumption.prepareEncoded(plain, { clientId: message.clientId }, message.volatile)
       const conn = this.#registry.get(message.clientId)
       if (conn !== undefined) write(conn, this.#resumption.frameFor(conn, out))
     }
@@ -522,4 +540,10 @@ function safeClose (socket: WebSocket, code: number, reason: string): boolean {
     socket.terminate()
     return false
   }
+}
+
+/** What goes to the other instances: the encoded message, sent as it is. */
+function payload (out: Outgoing, volatile: boolean | undefined): ClusterPayload {
+  const { data, binary, json } = out.plain
+  return volatile === true ? { data, binary, json, volatile } : { data, binary, json }
 }

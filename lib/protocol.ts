@@ -17,6 +17,13 @@ export function envelope (message: Encoded, offset: number | undefined): Buffer 
 }
 
 const CLOSE = Buffer.from('}')
+const HEAD = '{"type":"message","offset":'
+
+/** The same message frame with another offset (for entries logged again on another instance). */
+export function reoffset (frame: Buffer, offset: number): Buffer {
+  const rest = frame.indexOf(',', HEAD.length)
+  return Buffer.concat([Buffer.from(HEAD + String(offset)), frame.subarray(rest)])
+}
 
 export interface Welcome {
   clientId: string

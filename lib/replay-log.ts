@@ -46,6 +46,12 @@ export class ReplayLog {
     return ++this.#offset
   }
 
+  /** Appends a copy of another log's entry, keeping its offset. */
+  copy (entry: LogEntry): void {
+    this.#offset = entry.offset
+    this.append(entry)
+  }
+
   append (entry: LogEntry): void {
     this.#entries.push(entry)
     this.#bytes += entry.frame.length
@@ -62,10 +68,11 @@ export class ReplayLog {
 
   /**
    * The entries after `offset`, or undefined when some of them were already evicted
-   * (a gap the log cannot cover).
+   * or `offset` is ahead of the log (a gap the log cannot cover).
    */
   after (offset: number): LogEntry[] | undefined {
-    if (offset >= this.#offset) return []
+    if (offset > this.#offset) return undefined
+    if (offset === this.#offset) return []
     // every offset handed out was appended and the log never drops its newest entry, so it is not empty here
     if (offset + 1 < this.#entries[this.#head].offset) return undefined
     const out: LogEntry[] = []

@@ -5,10 +5,11 @@ import type { ResolvedIdentity } from './identity.ts'
 import type { ResolvedOptions } from './options.ts'
 import type { RouteSettings } from './route-options.ts'
 import { encode, write, type Encoded, type OutboundMessage } from './outbound.ts'
-import { envelope, welcomeFrame, type Welcome } from './protocol.ts'
+import { envelope, reoffset, welcomeFrame, type Welcome } from './protocol.ts'
 import { ReplayLog, type LogEntry, type Target } from './replay-log.ts'
-import { SessionStore } from './sessions.ts'
-import { MemoryNonceStore, ReconnectTokens, type NonceStore, type ReconnectClaims } from './tokens.ts'
+import type { Session } from './sessions.ts'
+import { ReconnectTokens, type ReconnectClaims } from './tokens.ts'
+import type { ResumeStore } from './adapters/resume-store.ts'
 
 /*
  * Everything that lets a client come back: reconnect tokens, the sessions of connections
@@ -18,10 +19,12 @@ import { MemoryNonceStore, ReconnectTokens, type NonceStore, type ReconnectClaim
 /** Why a resume failed; the client gets a fresh session and this reason in its welcome frame. */
 export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap'
 
-/** @internal A resume asked for at the upgrade. */
+/** @internal A resume worked out before the upgrade (token checked, session taken). */
 export interface PendingResume {
-  claims?: ReconnectClaims
   offset: number
+  session?: Session
+  /** The missed entries of another instance's log, read from the store. */
+  remote?: LogEntry[]
   failed?: ResumeFailure
 }
 
@@ -29,7 +32,12 @@ export interface PendingResume {
 export interface Restored {
   identity?: ResolvedIdentity
   rooms?: string[]
+  /** Entries of this instance's log, sent as they were logged. */
   entries?: LogEntry[]
+  /** Entries of another instance's log, logged again here for this client before they are sent. */
+  remote?: LogEntry[]
+  /** The offset the client resumed from, where its welcome puts it. */
+  offset?: number
   failed?: ResumeFailure
 }
 
@@ -42,22 +50,25 @@ export interface Outgoing {
 export class Resumption {
   #log: FastifyBaseLogger
   #options: ResolvedOptions['reconnect']
-  #nonces: NonceStore
   #tokens: ReconnectTokens
   #randomSecret: boolean
   #replay: ReplayLog | undefined = undefined
-  #sessions = new SessionStore(10_000)
+  /** Nonces, sessions and copies of the log, wherever the adapter keeps them. */
+  readonly store: ResumeStore
+  /** This instance's log, as sessions name it. */
+  readonly stream: string
 
-  constructor (options: ResolvedOptions['reconnect'], log: FastifyBaseLogger) {
+  constructor (options: ResolvedOptions['reconnect'], log: FastifyBaseLogger, store: ResumeStore, stream: string) {
     this.#log = log
     this.#options = options
+    this.store = store
+    this.stream = stream
     const { secret, tokenTtl } = options
     this.#randomSecret = secret === undefined
-    this.#nonces = new MemoryNonceStore(Math.min(tokenTtl, 60_000))
     this.#tokens = new ReconnectTokens({
       secrets: secret === undefined ? [randomBytes(32).toString('base64url')] : typeof secret === 'string' ? [secret] : secret,
       ttl: tokenTtl,
-      nonces: this.#nonces
+      nonces: store
     })
   }
 
@@ -88,13 +99,22 @@ export class Resumption {
 
   /** Encodes once; logs it for replay (one offset for all recipients) unless volatile or no route replays. */
   prepare (message: OutboundMessage, target: Target, volatile = false): Outgoing {
-    const plain = encode(message)
-    const replay = this.#replay
-    if (replay === undefined || volatile) return { plain, framed: undefined }
+    return this.prepareEncoded(encode(message), target, volatile)
+  }
+
+  /** As `prepare`, for a message encoded already (one from another instance). */
+  prepareEncoded (plain: Encoded, target: Target, volatile = false): Outgoing {
+    if (this.#replay === undefined || volatile) return { plain, framed: undefined }
+    return { plain, framed: { data: this.#append(target, offset => envelope(plain, offset)), binary: false } }
+  }
+
+  #append (target: Target, frame: (offset: number) => Buffer): Buffer {
+    const replay = this.#replay!
     const offset = replay.next()
-    const framed = { data: envelope(plain, offset), binary: false }
-    replay.append({ offset, target, frame: framed.data })
-    return { plain, framed }
+    const entry = { offset, target, frame: frame(offset) }
+    replay.append(entry)
+    this.store.append(this.stream, entry)
+    return entry.frame
   }
 
   /** What a connection gets: the envelope on protocol routes, the plain message elsewhere. */
@@ -105,52 +125,77 @@ export class Resumption {
   }
 
   /**
-   * Works out a resume: the session (`live`, a half-open connection still registered, or a
-   * saved one), then the log entries after the client's offset addressed to it. Any
-   * failure gives a fresh session and the reason, never a partial restore.
+   * The part of a resume that may wait, before the upgrade: the session (that of `live`, a
+   * half-open connection still registered here, or a saved one taken from the store)
+   * and, when the client was on another instance, its missed entries of that instance's log.
    */
-  restore (fresh: ResolvedIdentity, route: RouteSettings, resume: PendingResume, live: ManagedConnection | undefined): Restored {
-    if (resume.failed !== undefined) return { failed: resume.failed }
-    const claims = resume.claims!
+  async lookup (claims: ReconnectClaims, offset: number, route: RouteSettings, live: ManagedConnection | undefined): Promise<PendingResume> {
     const session = live !== undefined
-      ? { userId: live.userId, metadata: live.metadata, rooms: [...live.rooms] }
-      : this.#sessions.take(claims.clientId, Date.now())
-    if (session === undefined) return { failed: 'unknown_session' }
-    if (session.userId !== claims.userId || (fresh.userId !== undefined && fresh.userId !== session.userId)) return { failed: 'invalid' }
-    let entries: LogEntry[] | undefined
-    if (route.reconnect!.replay) {
-      const replay = this.#replay!
-      const after = resume.offset > replay.offset ? undefined : replay.after(resume.offset)
-      if (after === undefined) return { failed: 'gap' }
-      const rooms = new Set(session.rooms)
-      entries = after.filter(e => addressedTo(e.target, claims.clientId, session.userId, rooms))
-    }
-    return { identity: { clientId: claims.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms, entries }
+      ? { clientId: live.id, userId: live.userId, metadata: live.metadata, rooms: [...live.rooms], stream: this.stream, expiresAt: Infinity }
+      : await this.store.takeSession(claims.clientId)
+    if (session === undefined) return { offset, failed: 'unknown_session' }
+    if (session.userId !== claims.userId) return { offset, failed: 'invalid' }
+    if (!route.reconnect!.replay || session.stream === this.stream) return { offset, session }
+    const after = await this.store.read(session.stream, offset)
+    if (after === undefined) return { offset, failed: 'gap' }
+    const rooms = new Set(session.rooms)
+    return { offset, session, remote: after.filter(e => addressedTo(e.target, session.clientId, session.userId, rooms)) }
   }
 
-  /** The welcome frame (with a fresh token) first, then the replayed messages, in order. */
+  /**
+   * The part of a resume done at the upgrade, with no wait: the identity and rooms, and
+   * the entries of this instance's log after the client's offset addressed to it. Any
+   * failure gives a fresh session and the reason, never a partial restore.
+   */
+  restore (fresh: ResolvedIdentity, route: RouteSettings, resume: PendingResume): Restored {
+    const session = resume.session
+    if (session === undefined) return { failed: resume.failed }
+    if (fresh.userId !== undefined && fresh.userId !== session.userId) return { failed: 'invalid' }
+    const restored: Restored = { identity: { clientId: session.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms }
+    if (!route.reconnect!.replay) return restored
+    if (resume.remote !== undefined) {
+      restored.remote = resume.remote
+      return restored
+    }
+    const after = this.#replay!.after(resume.offset)
+    if (after === undefined) return { failed: 'gap' }
+    const rooms = new Set(session.rooms)
+    restored.entries = after.filter(e => addressedTo(e.target, session.clientId, session.userId, rooms))
+    restored.offset = resume.offset
+    return restored
+  }
+
+  /**
+   * The welcome frame (with a fresh token) first, then the replayed messages, in order.
+   * Entries of another instance's log are logged here again, addressed to this client,
+   * so that they carry this log's offsets and a drop during the replay loses nothing.
+   */
   welcome (conn: ManagedConnection, restored: Restored | undefined): void {
     const welcome: Welcome = {
       clientId: conn.id,
       token: this.#tokens.generate(conn.id, conn.userId),
-      offset: this.#replay?.offset ?? 0,
+      offset: restored?.offset ?? this.#replay?.offset ?? 0,
       resumed: restored?.rooms !== undefined
     }
-    if (restored?.entries !== undefined) welcome.replayed = restored.entries.length
+    const replayed = restored?.entries ?? restored?.remote
+    if (replayed !== undefined) welcome.replayed = replayed.length
     if (restored?.failed !== undefined) welcome.resumeFailed = restored.failed
     write(conn, { data: welcomeFrame(welcome), binary: false }, true)
     if (restored?.entries !== undefined) for (const entry of restored.entries) write(conn, { data: entry.frame, binary: false })
+    if (restored?.remote !== undefined) {
+      const target = { clientId: conn.id }
+      for (const entry of restored.remote) write(conn, { data: this.#append(target, offset => reoffset(entry.frame, offset)), binary: false })
+    }
     if (restored !== undefined) conn.log.info({ resumed: welcome.resumed, replayed: welcome.replayed, resumeFailed: welcome.resumeFailed }, 'websocket resume')
   }
 
   /** Keeps a resumable connection's session after it went away, for `maxDisconnect` ms. */
   saveSession (conn: ManagedConnection, rooms: string[]): void {
-    this.#sessions.save({ clientId: conn.id, userId: conn.userId, metadata: conn.metadata, rooms, expiresAt: Date.now() + conn.route.reconnect!.maxDisconnect })
+    this.store.saveSession({ clientId: conn.id, userId: conn.userId, metadata: conn.metadata, rooms, stream: this.stream, expiresAt: Date.now() + conn.route.reconnect!.maxDisconnect })
   }
 
   close (): void {
-    this.#nonces.close()
-    this.#sessions.close()
+    this.store.close()
   }
 }
 

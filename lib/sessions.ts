@@ -9,6 +9,8 @@ export interface Session {
   userId: string | undefined
   metadata: Record<string, unknown>
   rooms: string[]
+  /** The replay log its offsets belong to (the id of the instance it was connected to). */
+  stream: string
   expiresAt: number
 }
 

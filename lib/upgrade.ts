@@ -41,7 +41,7 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
     }
     const identity = normalizeIdentity(route.identify === undefined ? undefined : await route.identify(request))
     if (typeof identity === 'string') throw new WebSocketStabilizerError(`${identity} (route ${route.url})`)
-    const resume = route.reconnect === undefined ? undefined : await readResume(manager, request)
+    const resume = route.reconnect === undefined ? undefined : await readResume(manager, request, route)
     ;(request.raw as RawWithPending)[kPending] = { request, identity, route, resume }
   }
 }
@@ -49,20 +49,23 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
 /**
  * A resume asks with the token in the `resume` query parameter (or the `x-ws-resume`
  * header) and the last offset received in `offset` (or `x-ws-offset`). The token is
- * checked and used up here, before the upgrade; a bad one means a fresh session.
+ * checked and used up here, before the upgrade, and the session taken from the store;
+ * a bad token or a missing session means a fresh session.
  */
-async function readResume (manager: WsManager, request: FastifyRequest): Promise<PendingResume | undefined> {
+async function readResume (manager: WsManager, request: FastifyRequest, route: RouteSettings): Promise<PendingResume | undefined> {
   const query = request.query as Record<string, unknown>
   const token = query.resume ?? request.headers['x-ws-resume']
   if (token === undefined) return undefined
   const rawOffset = query.offset ?? request.headers['x-ws-offset'] ?? '0'
   const offset = typeof rawOffset === 'string' && /^\d{1,15}$/.test(rawOffset) ? Number(rawOffset) : -1
   if (offset < 0) return { offset: 0, failed: 'invalid' }
+  let claims
   try {
-    return { claims: await manager.validateReconnectToken(token as string), offset }
+    claims = await manager.validateReconnectToken(token as string)
   } catch (err) {
     return { offset, failed: (err as { code?: string }).code === 'FST_WS_TOKEN_EXPIRED' ? 'expired' : 'invalid' }
   }
+  return await manager.lookupSession(claims, offset, route)
 }
 
 /** The websocketServer `connection` listener: registers the socket prepared by the preHandler. */

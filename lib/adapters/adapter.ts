@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import type { ResumeStore, ResumeStoreOptions } from './resume-store.ts'
 
 /*
  * The delivery seam between instances. The manager always delivers to its own
@@ -6,11 +7,21 @@ import type { FastifyBaseLogger } from 'fastify'
  * hands it theirs. Local delivery never waits on an adapter.
  */
 
-/** A message travelling between instances. `data` is already encoded, once. */
+/** The payload of a message between instances: encoded once, as `encode` made it. */
+export interface ClusterPayload {
+  data: Buffer
+  binary: boolean
+  /** Text that is encoded JSON, not a plain string (it goes into protocol envelopes as it is). */
+  json?: boolean
+  /** Never logged for replay, on any instance. */
+  volatile?: boolean
+}
+
+/** A message travelling between instances. */
 export type ClusterMessage =
-  | { type: 'broadcast', data: Buffer, binary: boolean, rooms?: string[], exclude?: string[] }
-  | { type: 'user', userId: string, data: Buffer, binary: boolean }
-  | { type: 'client', clientId: string, data: Buffer, binary: boolean }
+  | ClusterPayload & { type: 'broadcast', rooms?: string[], exclude?: string[] }
+  | ClusterPayload & { type: 'user', userId: string }
+  | ClusterPayload & { type: 'client', clientId: string }
 
 /** What the manager gives an adapter when it starts. */
 export interface AdapterHost {
@@ -27,6 +38,12 @@ export interface WsAdapter {
   start (host: AdapterHost): void | Promise<void>
   /** Hands a message to the other instances. Must not throw and must not make the caller wait. */
   publish (message: ClusterMessage): void
+  /**
+   * Makes the store of resume state (token nonces, sessions, copies of the replay log),
+   * called once when the plugin is registered. It must be shared by all instances for a
+   * client to resume on another one.
+   */
+  resumeStore (options: ResumeStoreOptions): ResumeStore
   /** Called once on fastify.close(), after every local connection is closed. */
   close (): void | Promise<void>
 }

@@ -1,12 +1,17 @@
 import type { AdapterHost, ClusterMessage, WsAdapter } from './adapter.ts'
+import { MemoryResumeStore } from './memory-resume-store.ts'
+import type { ResumeStoreOptions } from './resume-store.ts'
 
 /**
  * Joins the managers of one process: every MemoryAdapter created with the same bus
  * receives what the others publish (on a later turn of the event loop, as over a
- * network). Useful to run several Fastify instances as one in tests.
+ * network) and shares their resume state, so a client can resume on another of them.
+ * Useful to run several Fastify instances as one in tests.
  */
 export class MemoryBus {
   readonly members = new Set<MemoryAdapter>()
+  /** The resume state the members share, made by the first that asks. */
+  store: MemoryResumeStore | undefined = undefined
 }
 
 /**
@@ -25,6 +30,12 @@ export class MemoryAdapter implements WsAdapter {
   start (host: AdapterHost): void {
     this.#host = host
     this.bus?.members.add(this)
+  }
+
+  resumeStore (options: ResumeStoreOptions): MemoryResumeStore {
+    if (this.bus === undefined) return new MemoryResumeStore(options, false).acquire()
+    this.bus.store ??= new MemoryResumeStore(options, true)
+    return this.bus.store.acquire()
   }
 
   publish (message: ClusterMessage): void {

@@ -1,0 +1,68 @@
+import { ReplayLog, type LogEntry } from '../replay-log.ts'
+import { SessionStore, type Session } from '../sessions.ts'
+import { MemoryNonceStore } from '../tokens.ts'
+import type { ResumeStore, ResumeStoreOptions } from './resume-store.ts'
+
+/*
+ * The resume state in this process. Alone it serves one instance, whose own log never
+ * needs copying. Shared by the instances of a MemoryBus it keeps a copy of each one's
+ * log, so that a client can resume on another of them, as with Redis.
+ */
+export class MemoryResumeStore implements ResumeStore {
+  readonly nonces: MemoryNonceStore
+  readonly sessions: SessionStore
+  /** Copies of the instances' logs, by stream; only when shared. */
+  readonly logs: Map<string, ReplayLog> | undefined
+  #options: ResumeStoreOptions
+  #users = 0
+
+  constructor (options: ResumeStoreOptions, shared: boolean) {
+    this.#options = options
+    this.nonces = new MemoryNonceStore(options.sweepEvery)
+    this.sessions = new SessionStore(options.sweepEvery)
+    this.logs = shared ? new Map() : undefined
+  }
+
+  /** Counts a user of a shared store: it is closed when the last one closes it. */
+  acquire (): this {
+    this.#users++
+    return this
+  }
+
+  claim (nonce: string, expiresAt: number): boolean {
+    return this.nonces.claim(nonce, expiresAt)
+  }
+
+  saveSession (session: Session): void {
+    this.sessions.save(session)
+  }
+
+  takeSession (clientId: string): Session | undefined {
+    return this.sessions.take(clientId, Date.now())
+  }
+
+  append (stream: string, entry: LogEntry): void {
+    const logs = this.logs
+    if (logs === undefined) return
+    let log = logs.get(stream)
+    if (log === undefined) {
+      log = new ReplayLog(this.#options.replayMessages, this.#options.replayBytes)
+      logs.set(stream, log)
+    }
+    log.copy(entry)
+  }
+
+  /** An instance that never logged anything has no copy yet: offset 0 is all there is. */
+  read (stream: string, after: number): LogEntry[] | undefined {
+    const log = this.logs?.get(stream)
+    if (log === undefined) return after === 0 ? [] : undefined
+    return log.after(after)
+  }
+
+  close (): void {
+    if (--this.#users > 0) return
+    this.nonces.close()
+    this.sessions.close()
+    this.logs?.clear()
+  }
+}

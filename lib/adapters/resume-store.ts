@@ -1,0 +1,42 @@
+import type { LogEntry } from '../replay-log.ts'
+import type { Session } from '../sessions.ts'
+import type { NonceStore } from '../tokens.ts'
+
+/*
+ * Where the state that lets a client come back lives: used token nonces, the sessions
+ * of connections that went away, and a copy of each instance's replay log that other
+ * instances can read. The adapter provides it: in this process for MemoryAdapter, in
+ * Redis for RedisAdapter, so that a client can resume on any instance.
+ *
+ * The instance's own replay log stays in its memory (offsets are handed out, and the
+ * frames written, without waiting on anything); the store gets a copy of each entry
+ * and may persist it later. Only a resume on another instance reads from the store.
+ */
+export interface ResumeStore extends NonceStore {
+  /**
+   * Records a used token nonce until `expiresAt`; false if any instance recorded it before.
+   * A store that cannot answer rejects: the resume then fails as `invalid`, never passes.
+   */
+  claim (nonce: string, expiresAt: number): boolean | Promise<boolean>
+  /** Keeps a session until `session.expiresAt`. Must not throw; may persist later. */
+  saveSession (session: Session): void
+  /** Removes and returns a session that has not expired. */
+  takeSession (clientId: string): Session | undefined | Promise<Session | undefined>
+  /** Copies an entry of the log named `stream` (the instance's id). Must not throw or wait. */
+  append (stream: string, entry: LogEntry): void
+  /**
+   * The entries after `after` in the log named `stream`, oldest first; undefined when
+   * they are not all there any more (or the log is unknown): a gap.
+   */
+  read (stream: string, after: number): LogEntry[] | undefined | Promise<LogEntry[] | undefined>
+  close (): void
+}
+
+/** What a store is made with. */
+export interface ResumeStoreOptions {
+  /** Bounds of each log, as `reconnect.replayMessages` / `reconnect.replayBytes`. */
+  replayMessages: number
+  replayBytes: number
+  /** How often expired nonces and sessions are swept, in ms. */
+  sweepEvery: number
+}
