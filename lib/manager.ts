@@ -17,7 +17,7 @@ import { Stats, type StatsSnapshot } from './stats.ts'
 import type { ReconnectClaims } from './tokens.ts'
 import { Resumption, type Outgoing, type PendingResume } from './resumption.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
-import type { ClusterMessage, ClusterPayload, WsAdapter } from './adapters/adapter.ts'
+import type { AdapterHealth, ClusterMessage, ClusterPayload, GapInfo, WsAdapter } from './adapters/adapter.ts'
 import type { ResolvedOptions } from './options.ts'
 import { CloseCode } from './close-codes.ts'
 import {
@@ -64,6 +64,8 @@ export interface WsManagerEvents {
   join: [conn: ManagedConnection, room: string]
   leave: [conn: ManagedConnection, room: string]
   error: [err: Error, conn: ManagedConnection | undefined]
+  /** The link to the other instances came back after an outage; messages may have been lost. */
+  gap: [info: GapInfo]
 }
 
 /**
@@ -94,8 +96,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#stats = new Stats(options.metrics)
     this.#defaultRoute = defaultRouteSettings(options)
     this.#heartbeat = new Heartbeat(options.heartbeat.interval, (conn, idle) => this.#timedOut(conn, idle))
-    const { replayMessages, replayBytes, tokenTtl } = options.reconnect
-    const store = this.adapter.resumeStore({ replayMessages, replayBytes, sweepEvery: Math.min(tokenTtl, 60_000) })
+    const { replayMessages, replayBytes, tokenTtl, maxDisconnect } = options.reconnect
+    const store = this.adapter.resumeStore({ replayMessages, replayBytes, sweepEvery: Math.min(tokenTtl, 60_000), retention: maxDisconnect }, log)
     this.#resumption = new Resumption(options.reconnect, log, store, this.instanceId)
     this.#host = {
       send: (conn, message, options) => write(conn, this.#resumption.frameFor(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile))) === undefined,
@@ -134,7 +136,12 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     if (this.#started) return
     this.#started = true
     this.#heartbeat.start()
-    await this.adapter.start({ instanceId: this.instanceId, deliver: message => this.#deliverRemote(message), log: this.#log })
+    await this.adapter.start({
+      instanceId: this.instanceId,
+      deliver: message => this.#deliverRemote(message),
+      gap: info => this.#gap(info),
+      log: this.#log.child({ adapter: this.adapter.name })
+    })
   }
 
   // ---- registry -------------------------------------------------------------------------
@@ -265,9 +272,25 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   // ---- lifecycle ------------------------------------------------------------------------
 
-  /** Closes a client's connection (close frame, then terminate after closeTimeout). */
-  disconnect (clientId: string, code: number = CloseCode.NORMAL, reason = ''): void {
-    this.#end(this.#require(clientId), code, reason, 'server_disconnect', false)
+  /**
+   * Closes a client's connection (close frame, then terminate after closeTimeout).
+   * True when it was connected here; otherwise the other instances are asked to close it.
+   */
+  disconnect (clientId: string, code: number = CloseCode.NORMAL, reason = ''): boolean {
+    const conn = this.#registry.get(clientId)
+    if (conn === undefined) {
+      this.adapter.publish({ type: 'disconnect', clientId, code, reason })
+      return false
+    }
+    this.#end(conn, code, reason, 'server_disconnect', false)
+    return true
+  }
+
+  /** Readiness: `draining` during shutdown, `degraded` while the other instances cannot be reached. */
+  health (): { status: 'ok' | 'degraded' | 'draining', connections: number, adapter: AdapterHealth } {
+    const adapter = this.adapter.health()
+    const status = this.draining ? 'draining' : adapter.status === 'up' ? 'ok' : 'degraded'
+    return { status, connections: this.#registry.size, adapter }
   }
 
   /** Records a heartbeat answer for flows that handle pongs themselves. False when unknown. */
@@ -435,6 +458,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   /** A message from another instance: logged here too (with this log's offset), then delivered. */
   #deliverRemote (message: ClusterMessage): void {
+    if (message.type === 'disconnect') {
+      const conn = this.#registry.get(message.clientId)
+      if (conn !== undefined) this.#end(conn, message.code, message.reason, 'server_disconnect', false)
+      return
+    }
     const plain = { data: message.data, binary: message.binary, json: message.json }
     if (message.type === 'broadcast') {
       const out = this.#resumption.prepareEncoded(plain, { rooms: message.rooms, exclude: message.exclude }, message.volatile)
@@ -446,6 +474,15 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       const out = this.#resumption.prepareEncoded(plain, { clientId: message.clientId }, message.volatile)
       const conn = this.#registry.get(message.clientId)
       if (conn !== undefined) write(conn, this.#resumption.frameFor(conn, out))
+    }
+  }
+
+  #gap (info: GapInfo): void {
+    this.#log.warn(info, 'messages between instances may have been lost')
+    try {
+      this.emit('gap', info)
+    } catch (err) {
+      this.#fail(err, undefined, "a 'gap' listener threw")
     }
   }
 

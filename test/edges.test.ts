@@ -89,7 +89,7 @@ test('shutdown: a close code ws refuses is counted as failed (terminated); an ad
   const lines: Array<{ msg: string }> = []
   const stream = new Writable({ write (chunk, _e, cb) { lines.push(JSON.parse(chunk.toString())); cb() } })
   const memory = new MemoryAdapter()
-  const adapter: WsAdapter = { name: 'broken', start () {}, publish () {}, resumeStore: options => memory.resumeStore(options), close () { throw new Error('cannot close') } }
+  const adapter: WsAdapter = { name: 'broken', start () {}, publish () {}, health: () => memory.health(), resumeStore: options => memory.resumeStore(options), close () { throw new Error('cannot close') } }
   const app = Fastify({ logger: { level: 'error', stream } })
   await app.register(wsStabilizer, { adapter })
   app.get('/ws', { websocket: true }, () => {})

@@ -83,6 +83,11 @@ export class TestClient {
     return JSON.parse(await this.next(timeoutMs)) as T
   }
 
+  /** Takes every message received so far. */
+  drain (): Received[] {
+    return this.#inbox.splice(0)
+  }
+
   /** Resolves true if no message arrives within ms. */
   async silentFor (ms: number): Promise<boolean> {
     try {

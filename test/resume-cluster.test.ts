@@ -113,6 +113,7 @@ test('a store that fails gives a fresh session (unknown_session), logged, and no
     name: 'flaky',
     start: host => memory.start(host),
     publish: message => memory.publish(message),
+    health: () => ({ status: 'down' }),
     close: () => memory.close(),
     resumeStore (options) {
       const store = memory.resumeStore(options)
@@ -143,7 +144,7 @@ test('a store that fails gives a fresh session (unknown_session), logged, and no
 })
 
 test('MemoryResumeStore: a shared store closes with its last user', async (t) => {
-  const options = { replayMessages: 10, replayBytes: 1000, sweepEvery: 1000 }
+  const options = { replayMessages: 10, replayBytes: 1000, sweepEvery: 1000, retention: 1000 }
   const store = new MemoryResumeStore(options, true).acquire().acquire()
   store.append('s', { offset: 1, target: {}, frame: Buffer.from('x') })
   store.close()

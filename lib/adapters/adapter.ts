@@ -22,6 +22,7 @@ export type ClusterMessage =
   | ClusterPayload & { type: 'broadcast', rooms?: string[], exclude?: string[] }
   | ClusterPayload & { type: 'user', userId: string }
   | ClusterPayload & { type: 'client', clientId: string }
+  | { type: 'disconnect', clientId: string, code: number, reason: string }
 
 /** What the manager gives an adapter when it starts. */
 export interface AdapterHost {
@@ -30,6 +31,26 @@ export interface AdapterHost {
   /** Delivers a message from another instance to this instance's own connections. */
   deliver (message: ClusterMessage): void
   readonly log: FastifyBaseLogger
+  /**
+   * Called when the link to the other instances came back after an outage: messages
+   * between instances may have been lost meanwhile (the manager emits `gap`).
+   */
+  gap (info: GapInfo): void
+}
+
+/** What was lost while the other instances could not be reached. */
+export interface GapInfo {
+  /** How long the link was down, in ms. */
+  downMs: number
+  /** Messages of this instance that could not be handed on (the outage queue was full). */
+  dropped: number
+}
+
+/** How an adapter is doing, for readiness probes. */
+export interface AdapterHealth {
+  /** `down`: the other instances cannot be reached now (local delivery still works). */
+  status: 'up' | 'down'
+  [detail: string]: unknown
 }
 
 export interface WsAdapter {
@@ -43,7 +64,9 @@ export interface WsAdapter {
    * called once when the plugin is registered. It must be shared by all instances for a
    * client to resume on another one.
    */
-  resumeStore (options: ResumeStoreOptions): ResumeStore
+  resumeStore (options: ResumeStoreOptions, log: FastifyBaseLogger): ResumeStore
+  /** How the link to the other instances is doing. */
+  health (): AdapterHealth
   /** Called once on fastify.close(), after every local connection is closed. */
   close (): void | Promise<void>
 }

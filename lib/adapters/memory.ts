@@ -1,4 +1,4 @@
-import type { AdapterHost, ClusterMessage, WsAdapter } from './adapter.ts'
+import type { AdapterHealth, AdapterHost, ClusterMessage, WsAdapter } from './adapter.ts'
 import { MemoryResumeStore } from './memory-resume-store.ts'
 import type { ResumeStoreOptions } from './resume-store.ts'
 
@@ -44,6 +44,11 @@ export class MemoryAdapter implements WsAdapter {
     for (const member of bus.members) {
       if (member !== this) setImmediate(relay, member, message)
     }
+  }
+
+  /** In one process the other instances are always reachable. */
+  health (): AdapterHealth {
+    return { status: 'up' }
   }
 
   close (): void {

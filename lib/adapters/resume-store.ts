@@ -39,4 +39,6 @@ export interface ResumeStoreOptions {
   replayBytes: number
   /** How often expired nonces and sessions are swept, in ms. */
   sweepEvery: number
+  /** How long a log is kept after its instance stopped writing to it (`reconnect.maxDisconnect`), in ms. */
+  retention: number
 }

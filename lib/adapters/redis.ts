@@ -1,0 +1,192 @@
+import { Redis, type RedisOptions } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
+import type { AdapterHealth, AdapterHost, ClusterMessage, WsAdapter } from './adapter.ts'
+import { decodeClusterMessage, encodeClusterMessage } from './cluster-codec.ts'
+import { RedisResumeStore } from './redis-resume-store.ts'
+import type { ResumeStoreOptions } from './resume-store.ts'
+
+/*
+ * Many instances as one, through Redis. Every instance publishes what it sends to one
+ * channel and subscribes to it on a connection of its own (ioredis subscribes again
+ * after a reconnect); it delivers to its own clients itself and ignores its own echo.
+ *
+ * One channel rather than one per room or user: every instance must see every message
+ * anyway, to keep its replay log complete for the clients that may resume on it. The
+ * cost is that each instance reads every message once and drops those with no local
+ * recipient (a map lookup).
+ *
+ * Local delivery never waits on Redis. While Redis is unreachable, publishes are kept in
+ * a bounded queue (`maxQueue`) and sent in order when it is back; beyond the bound they
+ * are dropped and counted. After an outage the host is told (`gap`): messages of the
+ * other instances sent meanwhile were lost, as Redis pub/sub keeps nothing.
+ */
+
+export interface RedisAdapterOptions {
+  /** A Redis URL (`redis://host:port/db`): the adapter makes its clients and closes them. */
+  url?: string
+  /** ioredis options for the clients the adapter makes. */
+  redisOptions?: RedisOptions
+  /** Your ioredis client, for commands and publishing; left open on close unless `closeClients`. */
+  client?: Redis
+  /** Your ioredis client for subscribing (a dedicated connection); default: a duplicate of `client`. */
+  subscriber?: Redis
+  /** Close the clients you gave on `fastify.close()` (default false). */
+  closeClients?: boolean
+  /** Prefix of every channel and key, so environments sharing a Redis never cross-talk (default `wss`). */
+  prefix?: string
+  /** Publishes kept while Redis is unreachable; beyond it they are dropped and counted (default 1000). */
+  maxQueue?: number
+}
+
+export class RedisAdapter implements WsAdapter {
+  readonly name = 'redis'
+  readonly prefix: string
+  readonly channel: string
+  readonly client: Redis
+  readonly subscriber: Redis
+  #owned: Redis[]
+  #maxQueue: number
+  #host: AdapterHost | undefined = undefined
+  #queue: Buffer[] = []
+  #dropped = 0
+  #published = 0
+  #received = 0
+  #downSince = 0
+  #gaps = 0
+  #lastError: string | undefined = undefined
+  #closed = false
+  #log: FastifyBaseLogger | undefined = undefined
+
+  constructor (options: RedisAdapterOptions = {}) {
+    this.prefix = options.prefix ?? 'wss'
+    this.channel = `${this.prefix}:msg`
+    this.#maxQueue = options.maxQueue ?? 1000
+    // commands fail at once while disconnected: the adapter queues (bounded) rather than ioredis (unbounded)
+    const own: RedisOptions = { ...options.redisOptions, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true }
+    if (options.client !== undefined) {
+      this.client = options.client
+      this.subscriber = options.subscriber ?? options.client.duplicate({ enableOfflineQueue: true, lazyConnect: true, maxRetriesPerRequest: null })
+      this.#owned = options.closeClients === true ? [this.client, this.subscriber] : options.subscriber === undefined ? [this.subscriber] : []
+    } else {
+      const url = options.url ?? 'redis://127.0.0.1:6379'
+      this.client = new Redis(url, own)
+      this.subscriber = new Redis(url, { ...options.redisOptions, lazyConnect: true, maxRetriesPerRequest: null })
+      this.#owned = [this.client, this.subscriber]
+    }
+    for (const redis of [this.client, this.subscriber]) redis.on('error', err => this.#error(err))
+    this.client.on('ready', () => this.#ready())
+    this.client.on('close', () => this.#down())
+    this.subscriber.on('messageBuffer', (_channel: Buffer, buffer: Buffer) => this.#receive(buffer))
+  }
+
+  /**
+   * Connects and subscribes. When Redis cannot be reached the app starts all the same
+   * (degraded: local delivery works) and the clients keep trying.
+   */
+  async start (host: AdapterHost): Promise<void> {
+    this.#host = host
+    this.#log = host.log
+    // queued on the subscriber until it is connected, however long that takes
+    const subscribed = this.subscriber.subscribe(this.channel)
+    try {
+      for (const redis of [this.client, this.subscriber]) {
+        if (redis.status === 'wait') await redis.connect()
+      }
+      await subscribed
+    } catch (err) {
+      subscribed.catch(err => this.#error(err as Error))
+      this.#downSince = Date.now()
+      this.#error(err as Error)
+      host.log.warn({ err }, 'redis unreachable at start: running on this instance alone until it is back')
+    }
+  }
+
+  resumeStore (options: ResumeStoreOptions, log: FastifyBaseLogger): RedisResumeStore {
+    return new RedisResumeStore(this.client, this.prefix, options, log)
+  }
+
+  publish (message: ClusterMessage): void {
+    const data = encodeClusterMessage(this.#host!.instanceId, message)
+    if (this.client.status !== 'ready') {
+      this.#enqueue(data)
+      return
+    }
+    this.#send(data)
+  }
+
+  #send (data: Buffer): void {
+    this.#published++
+    this.client.publish(this.channel, data).catch(err => {
+      // lost with the connection (or refused): it may or may not have gone out
+      this.#published--
+      this.#error(err)
+      this.#enqueue(data)
+    })
+  }
+
+  #enqueue (data: Buffer): void {
+    if (this.#downSince === 0) this.#downSince = Date.now()
+    if (this.#queue.length >= this.#maxQueue) {
+      this.#dropped++
+      return
+    }
+    this.#queue.push(data)
+  }
+
+  #receive (buffer: Buffer): void {
+    const decoded = decodeClusterMessage(buffer)
+    if (decoded === undefined) {
+      this.#log?.warn({ bytes: buffer.length }, 'not a cluster message: ignored')
+      return
+    }
+    if (decoded.origin === this.#host?.instanceId) return
+    this.#received++
+    this.#host?.deliver(decoded.message)
+  }
+
+  #down (): void {
+    if (this.#downSince === 0 && !this.#closed) this.#downSince = Date.now()
+  }
+
+  #ready (): void {
+    const since = this.#downSince
+    if (since === 0) return
+    this.#downSince = 0
+    const queue = this.#queue
+    this.#queue = []
+    for (const data of queue) this.#send(data)
+    const dropped = this.#dropped
+    this.#dropped = 0
+    this.#gaps++
+    this.#host?.gap({ downMs: Date.now() - since, dropped })
+  }
+
+  #error (err: Error): void {
+    this.#lastError = err.message
+    this.#log?.debug({ err }, 'redis error')
+  }
+
+  health (): AdapterHealth {
+    return {
+      status: this.client.status === 'ready' && this.subscriber.status === 'ready' ? 'up' : 'down',
+      client: this.client.status,
+      subscriber: this.subscriber.status,
+      queued: this.#queue.length,
+      dropped: this.#dropped,
+      published: this.#published,
+      received: this.#received,
+      gaps: this.#gaps,
+      lastError: this.#lastError
+    }
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    this.#host = undefined
+    if (this.subscriber.status === 'ready') await this.subscriber.unsubscribe(this.channel).catch(() => {})
+    await Promise.all(this.#owned.map(async redis => {
+      if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect())
+      else redis.disconnect()
+    }))
+  }
+}

@@ -1,0 +1,110 @@
+import type { FastifyInstance } from 'fastify'
+import type { WsAdapter } from '../plugin.ts'
+import { buildApp, connect, until, type TestClient } from './helpers.ts'
+
+/*
+ * What every adapter must do, run against the in-memory adapter (joined by a MemoryBus)
+ * and the Redis adapter: several Fastify instances acting as one.
+ */
+
+interface Welcome { type: 'welcome', clientId: string, token: string, offset: number, resumed: boolean, replayed?: number, resumeFailed?: string }
+interface Frame { type: 'message', offset?: number, data: unknown }
+
+const SECRET = 'adapter-contract-secret-01234567'
+
+type Tap = Parameters<typeof buildApp>[0] & {
+  test: (name: string, fn: (t: Tap) => Promise<void>) => Promise<void>
+  equal: (a: unknown, b: unknown, m?: string) => void
+  same: (a: unknown, b: unknown, m?: string) => void
+  match: (a: unknown, b: unknown, m?: string) => void
+  ok: (a: unknown, m?: string) => void
+}
+
+async function instance (t: Tap, adapter: WsAdapter): Promise<FastifyInstance> {
+  return await buildApp(t, { adapter, reconnect: { secret: SECRET } }, app => {
+    app.get('/ws', { websocket: true, config: { ws: { identify: r => ({ userId: (r.query as { user?: string }).user }) } } }, () => {})
+    app.get('/resume', { websocket: true, config: { ws: { reconnect: true, identify: r => ({ userId: (r.query as { user?: string }).user }) } } }, () => {})
+  })
+}
+
+async function inbox (clients: TestClient[], settleMs = 50): Promise<string[][]> {
+  await new Promise(resolve => setTimeout(resolve, settleMs))
+  return clients.map(c => c.drain().map(m => m.data.toString()))
+}
+
+function dropTcp (client: TestClient): void {
+  (client.ws as unknown as { _socket: { destroy (): void } })._socket.destroy()
+}
+
+/** `makeAdapters(n)` gives n adapters joined to one another (a bus, or one Redis). */
+export function adapterContract (t: Tap, makeAdapters: (n: number) => WsAdapter[] | Promise<WsAdapter[]>): void {
+  t.test('broadcast, room, user and client delivery reach every instance, exactly once', async (t) => {
+    const [a, b, c] = await Promise.all((await makeAdapters(3)).map(async adapter => await instance(t, adapter)))
+    const a1 = await connect(a, '/ws?user=u1')
+    const b1 = await connect(b, '/ws?user=u1')
+    const b2 = await connect(b, '/ws?user=u2')
+    const c1 = await connect(c, '/ws?user=u3')
+    const all = [a1, b1, b2, c1]
+    const idOf = (app: FastifyInstance, user: string): string => app.wsManager.getUserConnections(user)[0].id
+    const ids = [idOf(a, 'u1'), idOf(b, 'u1'), idOf(b, 'u2'), idOf(c, 'u3')]
+    b.wsManager.join(ids[2], 'room')
+    c.wsManager.join(ids[3], 'room')
+
+    const result = await a.wsManager.broadcast('everyone')
+    t.equal(result.total, 1, 'the result counts this instance\'s deliveries')
+    t.same(await inbox(all), [['everyone'], ['everyone'], ['everyone'], ['everyone']])
+
+    await a.wsManager.broadcast('room', { room: 'room' })
+    t.same(await inbox(all), [[], [], ['room'], ['room']])
+
+    await c.wsManager.broadcast('not u3', { exclude: ids[3] })
+    t.same(await inbox(all), [['not u3'], ['not u3'], ['not u3'], []])
+
+    c.wsManager.sendToUser('u1', { to: 'u1' })
+    t.same(await inbox(all), [['{"to":"u1"}'], ['{"to":"u1"}'], [], []])
+
+    t.equal(a.wsManager.send(ids[3], Buffer.from([1, 2])), false, 'not local: handed on')
+    const [, , , [binary]] = await inbox(all)
+    t.same(binary, '\u0001\u0002')
+
+    t.equal(a.wsManager.disconnect(ids[2], 4000, 'bye'), false)
+    t.match(await b2.closed, { code: 4000, reason: 'bye' })
+    for (const client of all) await client.close()
+  })
+
+  t.test('a token used on one instance is refused on another; resume on another instance replays what was missed', async (t) => {
+    const [a, b] = await Promise.all((await makeAdapters(2)).map(async adapter => await instance(t, adapter)))
+    const client = await connect(a, '/resume?user=ann')
+    const welcome = await client.json<Welcome>()
+    a.wsManager.join(welcome.clientId, 'news')
+    await a.wsManager.broadcast({ n: 0 }, { room: 'news' })
+    const seen = await client.json<Frame>()
+    dropTcp(client)
+    await until(() => a.wsManager.getConnectionCount() === 0)
+
+    await a.wsManager.broadcast({ n: 1 }, { room: 'news' })
+    await b.wsManager.broadcast({ n: 2 }, { room: 'news' })
+    await b.wsManager.broadcast({ n: 'elsewhere' }, { room: 'sports' })
+    b.wsManager.sendToUser('ann', { n: 3 })
+    await new Promise(resolve => setTimeout(resolve, 50))
+
+    const back = await connect(b, `/resume?user=ann&resume=${welcome.token}&offset=${seen.offset!}`)
+    const resumed = await back.json<Welcome>()
+    t.match(resumed, { clientId: welcome.clientId, resumed: true, replayed: 3 })
+    const replayed = [await back.json<Frame>(), await back.json<Frame>(), await back.json<Frame>()]
+    t.same(replayed.map(f => f.data), [{ n: 1 }, { n: 2 }, { n: 3 }])
+    t.same(b.wsManager.getRoomMembers('news'), [welcome.clientId])
+    t.ok(await back.silentFor(30), 'no duplicates')
+
+    const again = await connect(a, `/resume?user=ann&resume=${welcome.token}&offset=0`)
+    t.match(await again.json<Welcome>(), { resumed: false, resumeFailed: 'invalid' }, 'the token was used on the other instance')
+    await again.close()
+    await back.close()
+  })
+
+  t.test('health says up', async (t) => {
+    const [adapter] = await makeAdapters(1)
+    const app = await instance(t, adapter)
+    t.match(app.wsManager.health(), { status: 'ok', adapter: { status: 'up' } })
+  })
+}
