@@ -74,8 +74,10 @@ export class RedisAdapter implements WsAdapter {
       this.#owned = [this.client, this.subscriber]
     }
     for (const redis of [this.client, this.subscriber]) redis.on('error', err => this.#error(err))
-    this.client.on('ready', () => this.#ready())
-    this.client.on('close', () => this.#down())
+    for (const redis of [this.client, this.subscriber]) {
+      redis.on('ready', () => this.#ready())
+      redis.on('close', () => this.#down())
+    }
     this.subscriber.on('messageBuffer', (_channel: Buffer, buffer: Buffer) => this.#receive(buffer))
   }
 
@@ -148,9 +150,10 @@ export class RedisAdapter implements WsAdapter {
     if (this.#downSince === 0 && !this.#closed) this.#downSince = Date.now()
   }
 
+  /** Back after an outage once both connections are: send what was kept, report the gap. */
   #ready (): void {
     const since = this.#downSince
-    if (since === 0) return
+    if (since === 0 || this.client.status !== 'ready' || this.subscriber.status !== 'ready') return
     this.#downSince = 0
     const queue = this.#queue
     this.#queue = []
