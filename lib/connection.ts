@@ -102,6 +102,11 @@ export class ManagedConnection {
   }
 
   /** The rooms this connection is in. */
+  /** @internal What another instance needs to resume this connection (on resumable routes). */
+  get session (): { metadata: Record<string, unknown>, connectedAt: number } | undefined {
+    return this.route.reconnect === undefined ? undefined : { metadata: this.metadata, connectedAt: this.connectedAt.getTime() }
+  }
+
   get rooms (): ReadonlySet<string> {
     return this[kRooms]
   }

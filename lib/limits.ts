@@ -13,8 +13,9 @@ export interface LimitViolation {
 /**
  * Checks whether one more connection may be registered. `replacing` is the
  * connection with the same clientId that the new one would replace: it does not count.
+ * `elsewhere` is the user's connections on the other instances.
  */
-export function checkConnectionLimits (registry: Registry, route: RouteSettings, maxConnections: number, userId: string | undefined, replacing: ManagedConnection | undefined): LimitViolation | undefined {
+export function checkConnectionLimits (registry: Registry, route: RouteSettings, maxConnections: number, userId: string | undefined, replacing: ManagedConnection | undefined, elsewhere = 0): LimitViolation | undefined {
   const instanceCount = registry.size - (replacing === undefined ? 0 : 1)
   if (maxConnections > 0 && instanceCount >= maxConnections) {
     return { reason: 'connection_limit', code: CloseCode.TRY_AGAIN_LATER, message: `this instance is at maxConnections (${maxConnections})` }
@@ -28,7 +29,7 @@ export function checkConnectionLimits (registry: Registry, route: RouteSettings,
   const perUserOnRoute = route.routeMaxConnectionsPerUser
   if (perUser === 0 && perUserOnRoute === 0) return undefined
   const connections = registry.userConnections(userId)
-  let total = connections.size
+  let total = connections.size + elsewhere
   let onRoute = 0
   for (const conn of connections) {
     if (conn === replacing) {

@@ -15,6 +15,7 @@ import { defaultRouteSettings, type RouteSettings } from './route-options.ts'
 import { normalizeIdentity, type Identity, type ResolvedIdentity } from './identity.ts'
 import { Stats, type StatsSnapshot } from './stats.ts'
 import type { ReconnectClaims } from './tokens.ts'
+import { ClusterView } from './cluster-view.ts'
 import { Resumption, type Outgoing, type PendingResume } from './resumption.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
 import type { AdapterHealth, ClusterMessage, ClusterPayload, GapInfo, WsAdapter } from './adapters/adapter.ts'
@@ -77,6 +78,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   readonly options: ResolvedOptions
   readonly instanceId = randomUUID()
   readonly adapter: WsAdapter
+  /** The same questions as the getters here, answered for every instance together (async). */
+  readonly cluster: ClusterView
   #registry = new Registry()
   #rooms = new Rooms()
   #heartbeat: Heartbeat
@@ -99,6 +102,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const { replayMessages, replayBytes, tokenTtl, maxDisconnect } = options.reconnect
     const store = this.adapter.resumeStore({ replayMessages, replayBytes, sweepEvery: Math.min(tokenTtl, 60_000), retention: maxDisconnect }, log)
     this.#resumption = new Resumption(options.reconnect, log, store, this.instanceId)
+    this.cluster = new ClusterView(this.#registry, this.#rooms, this.adapter)
     this.#host = {
       send: (conn, message, options) => write(conn, this.#resumption.frameFor(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile))) === undefined,
       join: (conn, room) => this.#join(conn, room),
@@ -140,6 +144,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       instanceId: this.instanceId,
       deliver: message => this.#deliverRemote(message),
       gap: info => this.#gap(info),
+      connections: () => this.#registry.connections(),
+      userConnectionCount: userId => this.#registry.userConnections(userId).size,
       log: this.#log.child({ adapter: this.adapter.name })
     })
   }
@@ -263,7 +269,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    */
   async lookupSession (claims: ReconnectClaims, offset: number, route: RouteSettings): Promise<PendingResume> {
     try {
-      return await this.#resumption.lookup(claims, offset, route, this.#registry.get(claims.clientId))
+      const pending = await this.#resumption.lookup(claims, offset, route, this.#registry.get(claims.clientId))
+      const liveOn = pending.session?.liveOn
+      // still open on another instance (half-open there): that connection is replaced
+      if (liveOn !== undefined) this.adapter.publish({ type: 'disconnect', clientId: claims.clientId, code: CloseCode.REPLACED, reason: 'replaced by a new connection' })
+      return pending
     } catch (err) {
       this.#fail(err, undefined, 'resume store failed')
       return { offset, failed: 'unknown_session' }
@@ -284,6 +294,19 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     }
     this.#end(conn, code, reason, 'server_disconnect', false)
     return true
+  }
+
+  /**
+   * @internal The user's connections on the other instances, for the per-user limit, asked
+   * before the upgrade. When the adapter cannot answer, only this instance counts.
+   */
+  async connectionsElsewhere (userId: string): Promise<number> {
+    try {
+      return await this.adapter.remoteUserConnections(userId)
+    } catch (err) {
+      this.#log.warn({ err }, 'per-user connection count of the other instances unknown: counting this instance only')
+      return 0
+    }
   }
 
   /** Readiness: `draining` during shutdown, `degraded` while the other instances cannot be reached. */
@@ -310,7 +333,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const identity = normalizeIdentity(options)
     if (typeof identity === 'string') throw new WebSocketStabilizerError(identity)
     const route = options.rooms === undefined ? this.#defaultRoute : { ...this.#defaultRoute, rooms: options.rooms }
-    const refusal = this.#refusal(identity, route)
+    const refusal = this.#refusal(identity, route, 0)
     if (refusal !== undefined) {
       this.#stats.rejected(refusal.reason)
       throw new ConnectionLimitExceededError(refusal.message)
@@ -323,11 +346,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    * is closed with the matching code and the returned connection is already closed,
    * never registered.
    */
-  attach (socket: WebSocket, fresh: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger, resume?: PendingResume): ManagedConnection {
+  attach (socket: WebSocket, fresh: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger, resume?: PendingResume, elsewhere = 0): ManagedConnection {
     const restored = resume === undefined ? undefined : this.#resumption.restore(fresh, route, resume)
     const identity = restored?.identity ?? fresh
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
-    const refusal = this.#refusal(identity, route)
+    const refusal = this.#refusal(identity, route, elsewhere)
     if (refusal !== undefined) {
       this.#stats.rejected(refusal.reason)
       conn.markClosing()
@@ -344,6 +367,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#heartbeat.add(conn)
     for (const room of route.rooms) this.#rooms.join(conn, room)
     if (restored?.rooms !== undefined) for (const room of restored.rooms) this.#rooms.join(conn, room)
+    this.adapter.connected(conn)
     if (route.reconnect !== undefined) this.#resumption.welcome(conn, restored)
     this.#stats.connected()
     conn.log.info({ route: route.url, rooms: conn.rooms.size > 0 ? [...conn.rooms] : undefined, resumed: restored?.rooms !== undefined ? true : undefined }, 'websocket connected')
@@ -405,9 +429,9 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#resumption.useReplay()
   }
 
-  #refusal (identity: ResolvedIdentity, route: RouteSettings): LimitViolation | undefined {
+  #refusal (identity: ResolvedIdentity, route: RouteSettings, elsewhere: number): LimitViolation | undefined {
     if (this.#shutdown !== undefined) return { reason: 'connection_limit', code: this.options.shutdown.closeCode, message: 'server shutting down' }
-    return checkConnectionLimits(this.#registry, route, this.options.limits.maxConnections, identity.userId, this.#registry.get(identity.clientId))
+    return checkConnectionLimits(this.#registry, route, this.options.limits.maxConnections, identity.userId, this.#registry.get(identity.clientId), elsewhere)
   }
 
   #require (clientId: string): ManagedConnection {
@@ -419,6 +443,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #join (conn: ManagedConnection, room: string): boolean {
     checkRoom(room)
     if (!conn.isOpen || !this.#rooms.join(conn, room)) return false
+    this.adapter.roomsChanged(conn)
     conn.log.debug({ room }, 'joined room')
     this.#emit('join', conn, room)
     return true
@@ -427,6 +452,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #leave (conn: ManagedConnection, room: string): boolean {
     checkRoom(room)
     if (!this.#rooms.leave(conn, room)) return false
+    if (conn.isOpen) this.adapter.roomsChanged(conn)
     conn.log.debug({ room }, 'left room')
     this.#emit('leave', conn, room)
     return true
@@ -460,18 +486,18 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #deliverRemote (message: ClusterMessage): void {
     if (message.type === 'disconnect') {
       const conn = this.#registry.get(message.clientId)
-      if (conn !== undefined) this.#end(conn, message.code, message.reason, 'server_disconnect', false)
+      if (conn !== undefined) this.#end(conn, message.code, message.reason, message.code === CloseCode.REPLACED ? 'replaced' : 'server_disconnect', false)
       return
     }
     const plain = { data: message.data, binary: message.binary, json: message.json }
     if (message.type === 'broadcast') {
-      const out = this.#resumption.prepareEncoded(plain, { rooms: message.rooms, exclude: message.exclude }, message.volatile)
+      const out = this.#resumption.prepareEncoded(plain, { rooms: message.rooms, exclude: message.exclude }, message.volatile, message.id)
       this.#deliver(this.#targets(message.rooms), out, message.exclude === undefined ? undefined : new Set(message.exclude))
     } else if (message.type === 'user') {
-      const out = this.#resumption.prepareEncoded(plain, { userId: message.userId }, message.volatile)
+      const out = this.#resumption.prepareEncoded(plain, { userId: message.userId }, message.volatile, message.id)
       this.#deliver(this.#registry.userConnections(message.userId), out, undefined)
     } else {
-      const out = this.#resumption.prepareEncoded(plain, { clientId: message.clientId }, message.volatile)
+      const out = this.#resumption.prepareEncoded(plain, { clientId: message.clientId }, message.volatile, message.id)
       const conn = this.#registry.get(message.clientId)
       if (conn !== undefined) write(conn, this.#resumption.frameFor(conn, out))
     }
@@ -532,6 +558,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #cleanup (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason, extra?: object): void {
     if (conn.disconnectInfo !== undefined) return
     this.#registry.remove(conn)
+    this.adapter.disconnected(conn)
     const rooms = this.#rooms.leaveAll(conn)
     this.#heartbeat.delete(conn)
     conn.route.connections--
@@ -582,5 +609,5 @@ function safeClose (socket: WebSocket, code: number, reason: string): boolean {
 /** What goes to the other instances: the encoded message, sent as it is. */
 function payload (out: Outgoing, volatile: boolean | undefined): ClusterPayload {
   const { data, binary, json } = out.plain
-  return volatile === true ? { data, binary, json, volatile } : { data, binary, json }
+  return volatile === true ? { data, binary, json, volatile } : { data, binary, json, id: out.id }
 }

@@ -14,6 +14,13 @@ export interface Target {
 
 export interface LogEntry {
   offset: number
+  /**
+   * The message's id in the cluster, the same in every instance's log: `<instance>:<offset>`
+   * of the log that took it first.
+   */
+  id: string
+  /** When this log took it (ms since the epoch). */
+  at: number
   target: Target
   /** The frame as protocol clients receive it (offset included). */
   frame: Buffer
@@ -26,6 +33,8 @@ export class ReplayLog {
   #offset = 0
   readonly maxMessages: number
   readonly maxBytes: number
+  /** When the newest evicted entry was taken (0 while nothing was evicted). */
+  evictedUntil = 0
 
   constructor (maxMessages: number, maxBytes: number) {
     this.maxMessages = maxMessages
@@ -57,6 +66,7 @@ export class ReplayLog {
     this.#bytes += entry.frame.length
     while (this.size > this.maxMessages || (this.#bytes > this.maxBytes && this.size > 1)) {
       this.#bytes -= this.#entries[this.#head].frame.length
+      this.evictedUntil = this.#entries[this.#head].at
       this.#head++
     }
     // compact now and then, not on every eviction
@@ -64,6 +74,18 @@ export class ReplayLog {
       this.#entries = this.#entries.slice(this.#head)
       this.#head = 0
     }
+  }
+
+  /** Every entry it holds, oldest first. */
+  entries (): LogEntry[] {
+    return this.#entries.slice(this.#head)
+  }
+
+  /** The entries it holds that it took at `since` or later, oldest first. */
+  since (since: number): LogEntry[] {
+    const out: LogEntry[] = []
+    for (let i = this.#entries.length - 1; i >= this.#head && this.#entries[i].at >= since; i--) out.push(this.#entries[i])
+    return out.reverse()
   }
 
   /**

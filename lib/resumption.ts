@@ -7,6 +7,7 @@ import type { RouteSettings } from './route-options.ts'
 import { encode, write, type Encoded, type OutboundMessage } from './outbound.ts'
 import { envelope, reoffset, welcomeFrame, type Welcome } from './protocol.ts'
 import { ReplayLog, type LogEntry, type Target } from './replay-log.ts'
+import { CLOCK_MARGIN, entriesAfter, lastSeenAt } from './log-merge.ts'
 import type { Session } from './sessions.ts'
 import { ReconnectTokens, type ReconnectClaims } from './tokens.ts'
 import type { ResumeStore } from './adapters/resume-store.ts'
@@ -25,6 +26,9 @@ export interface PendingResume {
   session?: Session
   /** The missed entries of another instance's log, read from the store. */
   remote?: LogEntry[]
+  /** The ids that log holds, and the time from which this instance's log adds what it lacks. */
+  seen?: ReadonlySet<string>
+  since?: number
   failed?: ResumeFailure
 }
 
@@ -45,7 +49,12 @@ export interface Restored {
 export interface Outgoing {
   plain: Encoded
   framed: Encoded | undefined
+  /** Its id in the logs, when it was logged. */
+  id?: string
 }
+
+/** How long a copy of another instance's log read for a resume is reused (a reconnect storm reads it once). */
+const COPY_CACHE_MS = 1000
 
 export class Resumption {
   #log: FastifyBaseLogger
@@ -57,6 +66,7 @@ export class Resumption {
   readonly store: ResumeStore
   /** This instance's log, as sessions name it. */
   readonly stream: string
+  #copies = new Map<string, { until: number, entries: Promise<LogEntry[]> }>()
 
   constructor (options: ResolvedOptions['reconnect'], log: FastifyBaseLogger, store: ResumeStore, stream: string) {
     this.#log = log
@@ -102,19 +112,20 @@ export class Resumption {
     return this.prepareEncoded(encode(message), target, volatile)
   }
 
-  /** As `prepare`, for a message encoded already (one from another instance). */
-  prepareEncoded (plain: Encoded, target: Target, volatile = false): Outgoing {
+  /** As `prepare`, for a message encoded already (one from another instance, with its id). */
+  prepareEncoded (plain: Encoded, target: Target, volatile = false, id?: string): Outgoing {
     if (this.#replay === undefined || volatile) return { plain, framed: undefined }
-    return { plain, framed: { data: this.#append(target, offset => envelope(plain, offset)), binary: false } }
+    const entry = this.#append(target, offset => envelope(plain, offset), id)
+    return { plain, framed: { data: entry.frame, binary: false }, id: entry.id }
   }
 
-  #append (target: Target, frame: (offset: number) => Buffer): Buffer {
+  #append (target: Target, frame: (offset: number) => Buffer, id: string | undefined): LogEntry {
     const replay = this.#replay!
     const offset = replay.next()
-    const entry = { offset, target, frame: frame(offset) }
+    const entry = { offset, id: id ?? `${this.stream}:${offset}`, at: Date.now(), target, frame: frame(offset) }
     replay.append(entry)
     this.store.append(this.stream, entry)
-    return entry.frame
+    return entry
   }
 
   /** What a connection gets: the envelope on protocol routes, the plain message elsewhere. */
@@ -131,15 +142,31 @@ export class Resumption {
    */
   async lookup (claims: ReconnectClaims, offset: number, route: RouteSettings, live: ManagedConnection | undefined): Promise<PendingResume> {
     const session = live !== undefined
-      ? { clientId: live.id, userId: live.userId, metadata: live.metadata, rooms: [...live.rooms], stream: this.stream, expiresAt: Infinity }
+      ? { clientId: live.id, userId: live.userId, metadata: live.metadata, rooms: [...live.rooms], stream: this.stream, connectedAt: live.connectedAt.getTime(), expiresAt: Infinity }
       : await this.store.takeSession(claims.clientId)
     if (session === undefined) return { offset, failed: 'unknown_session' }
     if (session.userId !== claims.userId) return { offset, failed: 'invalid' }
     if (!route.reconnect!.replay || session.stream === this.stream) return { offset, session }
-    const after = await this.store.read(session.stream, offset)
+    const copy = await this.#copy(session.stream)
+    const after = entriesAfter(copy, offset)
     if (after === undefined) return { offset, failed: 'gap' }
+    const since = lastSeenAt(copy, offset, session.connectedAt) - CLOCK_MARGIN
+    // the copy lost entries the client may have had: this log could add them again
+    if (copy.length > 0 && copy[0].offset > 1 && copy[0].at > since) return { offset, failed: 'gap' }
     const rooms = new Set(session.rooms)
-    return { offset, session, remote: after.filter(e => addressedTo(e.target, session.clientId, session.userId, rooms)) }
+    return { offset, session, remote: after.filter(e => addressedTo(e.target, session.clientId, session.userId, rooms)), seen: new Set(copy.map(e => e.id)), since }
+  }
+
+  async #copy (stream: string): Promise<LogEntry[]> {
+    const now = Date.now()
+    let cached = this.#copies.get(stream)
+    if (cached === undefined || cached.until < now) {
+      for (const [name, old] of this.#copies) if (old.until < now) this.#copies.delete(name)
+      cached = { until: now + COPY_CACHE_MS, entries: Promise.resolve(this.store.read(stream)) }
+      this.#copies.set(stream, cached)
+      cached.entries.catch(() => this.#copies.delete(stream))
+    }
+    return await cached.entries
   }
 
   /**
@@ -154,7 +181,12 @@ export class Resumption {
     const restored: Restored = { identity: { clientId: session.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms }
     if (!route.reconnect!.replay) return restored
     if (resume.remote !== undefined) {
-      restored.remote = resume.remote
+      const replay = this.#replay!
+      if (replay.evictedUntil >= resume.since!) return { failed: 'gap' }
+      const rooms = new Set(session.rooms)
+      const seen = resume.seen!
+      const newer = replay.since(resume.since!).filter(e => !seen.has(e.id) && addressedTo(e.target, session.clientId, session.userId, rooms))
+      restored.remote = newer.length === 0 ? resume.remote : [...resume.remote, ...newer]
       return restored
     }
     const after = this.#replay!.after(resume.offset)
@@ -184,17 +216,18 @@ export class Resumption {
     if (restored?.entries !== undefined) for (const entry of restored.entries) write(conn, { data: entry.frame, binary: false })
     if (restored?.remote !== undefined) {
       const target = { clientId: conn.id }
-      for (const entry of restored.remote) write(conn, { data: this.#append(target, offset => reoffset(entry.frame, offset)), binary: false })
+      for (const entry of restored.remote) write(conn, { data: this.#append(target, offset => reoffset(entry.frame, offset), entry.id).frame, binary: false })
     }
     if (restored !== undefined) conn.log.info({ resumed: welcome.resumed, replayed: welcome.replayed, resumeFailed: welcome.resumeFailed }, 'websocket resume')
   }
 
   /** Keeps a resumable connection's session after it went away, for `maxDisconnect` ms. */
   saveSession (conn: ManagedConnection, rooms: string[]): void {
-    this.store.saveSession({ clientId: conn.id, userId: conn.userId, metadata: conn.metadata, rooms, stream: this.stream, expiresAt: Date.now() + conn.route.reconnect!.maxDisconnect })
+    this.store.saveSession({ clientId: conn.id, userId: conn.userId, metadata: conn.metadata, rooms, stream: this.stream, connectedAt: conn.connectedAt.getTime(), expiresAt: Date.now() + conn.route.reconnect!.maxDisconnect })
   }
 
   close (): void {
+    this.#copies.clear()
     this.store.close()
   }
 }

@@ -11,6 +11,10 @@ export interface Session {
   rooms: string[]
   /** The replay log its offsets belong to (the id of the instance it was connected to). */
   stream: string
+  /** When its connection was made (ms since the epoch). */
+  connectedAt: number
+  /** The instance where its connection is still open (half-open), when it is not this one. */
+  liveOn?: string
   expiresAt: number
 }
 

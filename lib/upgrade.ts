@@ -22,6 +22,7 @@ interface Pending {
   identity: ResolvedIdentity
   route: RouteSettings
   resume: PendingResume | undefined
+  elsewhere: number
 }
 
 type RawWithPending = IncomingMessage & { [kPending]?: Pending }
@@ -42,7 +43,9 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
     const identity = normalizeIdentity(route.identify === undefined ? undefined : await route.identify(request))
     if (typeof identity === 'string') throw new WebSocketStabilizerError(`${identity} (route ${route.url})`)
     const resume = route.reconnect === undefined ? undefined : await readResume(manager, request, route)
-    ;(request.raw as RawWithPending)[kPending] = { request, identity, route, resume }
+    const userId = resume?.session?.userId ?? identity.userId
+    const elsewhere = userId !== undefined && route.limits.maxConnectionsPerUser > 0 ? await manager.connectionsElsewhere(userId) : 0
+    ;(request.raw as RawWithPending)[kPending] = { request, identity, route, resume, elsewhere }
   }
 }
 
@@ -74,8 +77,8 @@ export function onConnection (manager: WsManager): (socket: WebSocket, raw: Inco
     const pending = raw[kPending]
     if (pending === undefined) return
     raw[kPending] = undefined
-    const { request, identity, route, resume } = pending
+    const { request, identity, route, resume, elsewhere } = pending
     const log = manager.options.logLevel === undefined ? request.log : request.log.child({}, { level: manager.options.logLevel })
-    request.wsConnection = manager.attach(socket, identity, route, log, resume)
+    request.wsConnection = manager.attach(socket, identity, route, log, resume, elsewhere)
   }
 }

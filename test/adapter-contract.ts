@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { Test } from 'tap'
 import type { WsAdapter } from '../plugin.ts'
 import { buildApp, connect, until, type TestClient } from './helpers.ts'
 
@@ -12,13 +13,7 @@ interface Frame { type: 'message', offset?: number, data: unknown }
 
 const SECRET = 'adapter-contract-secret-01234567'
 
-type Tap = Parameters<typeof buildApp>[0] & {
-  test: (name: string, fn: (t: Tap) => Promise<void>) => Promise<void>
-  equal: (a: unknown, b: unknown, m?: string) => void
-  same: (a: unknown, b: unknown, m?: string) => void
-  match: (a: unknown, b: unknown, m?: string) => void
-  ok: (a: unknown, m?: string) => void
-}
+type Tap = Test
 
 async function instance (t: Tap, adapter: WsAdapter): Promise<FastifyInstance> {
   return await buildApp(t, { adapter, reconnect: { secret: SECRET } }, app => {
@@ -100,6 +95,43 @@ export function adapterContract (t: Tap, makeAdapters: (n: number) => WsAdapter[
     t.match(await again.json<Welcome>(), { resumed: false, resumeFailed: 'invalid' }, 'the token was used on the other instance')
     await again.close()
     await back.close()
+  })
+
+  t.test('cluster-wide state: counts, users, rooms, per-user limit across instances', async (t) => {
+    const [adapterA, adapterB] = await makeAdapters(2)
+    const a = await buildApp(t, { adapter: adapterA, limits: { maxConnectionsPerUser: 2 } }, app => {
+      app.get('/ws', { websocket: true, config: { ws: { identify: r => ({ userId: (r.query as { user?: string }).user }) } } }, () => {})
+    })
+    const b = await buildApp(t, { adapter: adapterB, limits: { maxConnectionsPerUser: 2 } }, app => {
+      app.get('/ws', { websocket: true, config: { ws: { identify: r => ({ userId: (r.query as { user?: string }).user }) } } }, () => {})
+    })
+    const clients = [await connect(a, '/ws?user=ann'), await connect(b, '/ws?user=ann'), await connect(b, '/ws?user=bob'), await connect(a, '/ws')]
+    const annOnB = b.wsManager.getUserConnections('ann')[0].id
+    b.wsManager.join(annOnB, 'lobby')
+    await new Promise(resolve => setTimeout(resolve, 30))
+
+    for (const app of [a, b]) {
+      t.equal(await app.wsManager.cluster.getConnectionCount(), 4)
+      t.same((await app.wsManager.cluster.getActiveUsers()).sort(), ['ann', 'bob'])
+      t.equal(await app.wsManager.cluster.getUserCount(), 2)
+      t.equal(await app.wsManager.cluster.isUserConnected('bob'), true)
+      t.equal(await app.wsManager.cluster.isUserConnected('carol'), false)
+      t.same(await app.wsManager.cluster.getRoomMembers('lobby'), [annOnB])
+    }
+    t.equal(a.wsManager.isUserConnected('bob'), false, 'the plain getters answer for this instance')
+
+    const third = await connect(a, '/ws?user=ann')
+    t.equal((await third.closed).code, 4409, 'ann has two connections already, one on each instance')
+
+    await clients[1].close()
+    await until(() => b.wsManager.getConnectionCount() === 1)
+    await new Promise(resolve => setTimeout(resolve, 30))
+    t.equal(await a.wsManager.cluster.getUserConnectionCount('ann'), 1)
+    t.same(await a.wsManager.cluster.getRoomMembers('lobby'), [])
+    const again = await connect(a, '/ws?user=ann')
+    t.ok(await again.silentFor(50), 'room again once one is gone')
+    t.equal(again.ws.readyState, 1)
+    for (const client of [...clients, again]) await client.close()
   })
 
   t.test('health says up', async (t) => {

@@ -2,7 +2,7 @@ import { test } from 'tap'
 import Fastify from 'fastify'
 import WebSocket from 'ws'
 import { Writable } from 'node:stream'
-import wsStabilizer, { MemoryAdapter, resolveOptions, type WsAdapter } from '../plugin.ts'
+import wsStabilizer, { MemoryAdapter, resolveOptions } from '../plugin.ts'
 import { Registry } from '../lib/registry.ts'
 import { checkConnectionLimits } from '../lib/limits.ts'
 import { awaitClosed } from '../lib/shutdown.ts'
@@ -88,8 +88,9 @@ test('listeners that throw (close, connect, disconnect, even error) never crash 
 test('shutdown: a close code ws refuses is counted as failed (terminated); an adapter that fails to close is logged', async (t) => {
   const lines: Array<{ msg: string }> = []
   const stream = new Writable({ write (chunk, _e, cb) { lines.push(JSON.parse(chunk.toString())); cb() } })
-  const memory = new MemoryAdapter()
-  const adapter: WsAdapter = { name: 'broken', start () {}, publish () {}, health: () => memory.health(), resumeStore: options => memory.resumeStore(options), close () { throw new Error('cannot close') } }
+  const adapter = new class extends MemoryAdapter {
+    override close (): void { throw new Error('cannot close') }
+  }()
   const app = Fastify({ logger: { level: 'error', stream } })
   await app.register(wsStabilizer, { adapter })
   app.get('/ws', { websocket: true }, () => {})

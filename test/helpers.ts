@@ -113,9 +113,9 @@ export function connect (app: FastifyInstance, path: string, options?: ClientOpt
 }
 
 /** Waits until predicate() is true, polling every few ms, at most timeoutMs. */
-export async function until (predicate: () => boolean, timeoutMs = 2000, what = 'condition'): Promise<void> {
+export async function until (predicate: () => boolean | Promise<boolean>, timeoutMs = 2000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
+  while (!await predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise(resolve => setTimeout(resolve, 5))
   }

@@ -15,6 +15,8 @@ export interface ClusterPayload {
   json?: boolean
   /** Never logged for replay, on any instance. */
   volatile?: boolean
+  /** Its id in the sender's replay log: every instance logs it under the same id. */
+  id?: string
 }
 
 /** A message travelling between instances. */
@@ -24,6 +26,15 @@ export type ClusterMessage =
   | ClusterPayload & { type: 'client', clientId: string }
   | { type: 'disconnect', clientId: string, code: number, reason: string }
 
+/** A connection as the other instances see it. */
+export interface PresenceEntry {
+  readonly id: string
+  readonly userId: string | undefined
+  readonly rooms: Iterable<string>
+  /** Set on connections that can resume, so that another instance can resume them if this one dies. */
+  readonly session?: { readonly metadata: Record<string, unknown>, readonly connectedAt: number }
+}
+
 /** What the manager gives an adapter when it starts. */
 export interface AdapterHost {
   /** Unique per manager (per process and plugin instance). */
@@ -31,6 +42,10 @@ export interface AdapterHost {
   /** Delivers a message from another instance to this instance's own connections. */
   deliver (message: ClusterMessage): void
   readonly log: FastifyBaseLogger
+  /** This instance's connections (an iterator over the registry: do not keep it). */
+  connections (): Iterable<PresenceEntry>
+  /** How many connections a user has on this instance. */
+  userConnectionCount (userId: string): number
   /**
    * Called when the link to the other instances came back after an outage: messages
    * between instances may have been lost meanwhile (the manager emits `gap`).
@@ -65,6 +80,17 @@ export interface WsAdapter {
    * client to resume on another one.
    */
   resumeStore (options: ResumeStoreOptions, log: FastifyBaseLogger): ResumeStore
+  /*
+   * Presence: what the other instances know of this one's connections. The three calls
+   * must not throw or wait; the two queries answer for the other (live) instances only.
+   */
+  connected (conn: PresenceEntry): void
+  roomsChanged (conn: PresenceEntry): void
+  disconnected (conn: PresenceEntry): void
+  /** The connections of the other live instances. */
+  remoteConnections (): Promise<PresenceEntry[]>
+  /** How many connections the user has on the other live instances. */
+  remoteUserConnections (userId: string): Promise<number>
   /** How the link to the other instances is doing. */
   health (): AdapterHealth
   /** Called once on fastify.close(), after every local connection is closed. */

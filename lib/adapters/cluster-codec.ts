@@ -17,6 +17,7 @@ interface Header {
   b?: 1
   j?: 1
   v?: 1
+  i?: string
   code?: number
   why?: string
 }
@@ -42,6 +43,7 @@ export function encodeClusterMessage (origin: string, message: ClusterMessage): 
   if (message.binary) header.b = 1
   if (message.json === true) header.j = 1
   if (message.volatile === true) header.v = 1
+  if (message.id !== undefined) header.i = message.id
   return Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), message.data])
 }
 
@@ -57,7 +59,7 @@ export function decodeClusterMessage (buffer: Buffer): { origin: string, message
   }
   if (typeof header !== 'object' || header === null || typeof header.o !== 'string') return undefined
   if (header.t === 'disconnect') return { origin: header.o, message: { type: 'disconnect', clientId: String(header.c), code: Number(header.code), reason: String(header.why) } }
-  const payload = { data: buffer.subarray(end + 1), binary: header.b === 1, json: header.j === 1, volatile: header.v === 1 }
+  const payload = { data: buffer.subarray(end + 1), binary: header.b === 1, json: header.j === 1, volatile: header.v === 1, id: header.i }
   if (header.t === 'broadcast') return { origin: header.o, message: { type: 'broadcast', rooms: header.r, exclude: header.x, ...payload } }
   if (header.t === 'user') return { origin: header.o, message: { type: 'user', userId: String(header.u), ...payload } }
   if (header.t === 'client') return { origin: header.o, message: { type: 'client', clientId: String(header.c), ...payload } }

@@ -1,4 +1,5 @@
-import type { AdapterHealth, AdapterHost, ClusterMessage, WsAdapter } from './adapter.ts'
+import type { AdapterHealth, AdapterHost, ClusterMessage, PresenceEntry, WsAdapter } from './adapter.ts'
+import type { FastifyBaseLogger } from 'fastify'
 import { MemoryResumeStore } from './memory-resume-store.ts'
 import type { ResumeStoreOptions } from './resume-store.ts'
 
@@ -32,7 +33,7 @@ export class MemoryAdapter implements WsAdapter {
     this.bus?.members.add(this)
   }
 
-  resumeStore (options: ResumeStoreOptions): MemoryResumeStore {
+  resumeStore (options: ResumeStoreOptions, _log?: FastifyBaseLogger): MemoryResumeStore {
     if (this.bus === undefined) return new MemoryResumeStore(options, false).acquire()
     this.bus.store ??= new MemoryResumeStore(options, true)
     return this.bus.store.acquire()
@@ -43,6 +44,32 @@ export class MemoryAdapter implements WsAdapter {
     if (bus === undefined || bus.members.size < 2) return
     for (const member of bus.members) {
       if (member !== this) setImmediate(relay, member, message)
+    }
+  }
+
+  // presence: the other members' registries are in this process, read when asked
+  connected (): void {}
+  roomsChanged (): void {}
+  disconnected (): void {}
+
+  async remoteConnections (): Promise<PresenceEntry[]> {
+    const entries: PresenceEntry[] = []
+    for (const host of this.#others()) {
+      for (const conn of host.connections()) entries.push({ id: conn.id, userId: conn.userId, rooms: [...conn.rooms] })
+    }
+    return entries
+  }
+
+  async remoteUserConnections (userId: string): Promise<number> {
+    let count = 0
+    for (const host of this.#others()) count += host.userConnectionCount(userId)
+    return count
+  }
+
+  * #others (): Generator<AdapterHost> {
+    if (this.bus === undefined) return
+    for (const member of this.bus.members) {
+      if (member !== this && member.#host !== undefined) yield member.#host
     }
   }
 

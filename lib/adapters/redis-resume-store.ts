@@ -3,19 +3,23 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { LogEntry, Target } from '../replay-log.ts'
 import type { Session } from '../sessions.ts'
 import type { ResumeStore, ResumeStoreOptions } from './resume-store.ts'
+import type { RedisPresence } from './redis-presence.ts'
 
 /*
  * The resume state in Redis, shared by every instance:
  * - `<prefix>:nonce:<nonce>`: a used token nonce, `SET NX` with the token's expiry;
- * - `<prefix>:session:<clientId>`: a session that went away, JSON, expiring with it, taken with GETDEL;
+ * - `<prefix>:session:<clientId>`: a session that went away, JSON, expiring with it, taken with
+ *   GETDEL; a session that is not there may be that of a connection whose instance died, or
+ *   that is still open on another instance: the presence has those;
  * - `<prefix>:log:<instance>`: a stream holding a copy of the instance's replay log, the
  *   entry id being `<offset>-1`, trimmed to about `replayMessages` entries and expiring
  *   `retention` ms after the instance stopped writing to it (it crashed, or left).
  * Copies are written without waiting (commands pipelined by ioredis); a copy that failed
- * leaves a hole that a later read reports as a gap, never as a silent skip.
+ * leaves a hole in the offsets that a resume reports as a gap, never as a silent skip.
  */
 export class RedisResumeStore implements ResumeStore {
   #redis: Redis
+  #presence: RedisPresence
   #prefix: string
   #options: ResumeStoreOptions
   #log: FastifyBaseLogger
@@ -24,7 +28,8 @@ export class RedisResumeStore implements ResumeStore {
   /** Copies and sessions that could not be written. */
   failedWrites = 0
 
-  constructor (redis: Redis, prefix: string, options: ResumeStoreOptions, log: FastifyBaseLogger) {
+  constructor (redis: Redis, prefix: string, options: ResumeStoreOptions, log: FastifyBaseLogger, presence: RedisPresence) {
+    this.#presence = presence
     this.#redis = redis
     this.#prefix = prefix
     this.#options = options
@@ -41,7 +46,7 @@ export class RedisResumeStore implements ResumeStore {
 
   async takeSession (clientId: string): Promise<Session | undefined> {
     const raw = await this.#redis.getdel(`${this.#prefix}:session:${clientId}`)
-    if (raw === null) return undefined
+    if (raw === null) return await this.#presence.takeOrphan(clientId)
     const session = JSON.parse(raw) as Session
     return session.expiresAt > Date.now() ? session : undefined
   }
@@ -49,7 +54,7 @@ export class RedisResumeStore implements ResumeStore {
   append (stream: string, entry: LogEntry): void {
     const key = `${this.#prefix}:log:${stream}`
     if (!this.#streams.has(stream)) this.#keep(stream)
-    this.#redis.xadd(key, 'MAXLEN', '~', this.#options.replayMessages, `${entry.offset}-1`, 't', JSON.stringify(entry.target), 'f', entry.frame)
+    this.#redis.xadd(key, 'MAXLEN', '~', this.#options.replayMessages, `${entry.offset}-1`, 'i', entry.id, 'a', entry.at, 't', JSON.stringify(entry.target), 'f', entry.frame)
       .catch(err => this.#failed(err, 'replay log copy not written'))
   }
 
@@ -63,20 +68,15 @@ export class RedisResumeStore implements ResumeStore {
     this.#timer ??= setInterval(refresh, Math.max(1000, Math.floor(this.#options.retention / 4))).unref()
   }
 
-  async read (stream: string, after: number): Promise<LogEntry[] | undefined> {
-    const raw = await this.#redis.xrangeBuffer(`${this.#prefix}:log:${stream}`, `${after}-1`, '+')
-    const entries: LogEntry[] = []
-    let expected = after
-    for (const [id, fields] of raw) {
-      const offset = Number(id.toString().split('-')[0])
-      if (offset === after) continue
-      // offsets of one log are consecutive: a missing one is a copy that was trimmed or failed
-      if (offset !== ++expected) return undefined
-      entries.push({ offset, target: JSON.parse(field(fields, 't').toString()) as Target, frame: field(fields, 'f') })
-    }
-    // an offset the copy never reached (ahead of it, or its key expired) cannot be covered
-    if (after > 0 && entries.length === 0 && raw.length === 0) return undefined
-    return entries
+  async read (stream: string): Promise<LogEntry[]> {
+    const raw = await this.#redis.xrangeBuffer(`${this.#prefix}:log:${stream}`, '-', '+')
+    return raw.map(([id, fields]) => ({
+      offset: Number(id.toString().split('-')[0]),
+      id: field(fields, 'i').toString(),
+      at: Number(field(fields, 'a').toString()),
+      target: JSON.parse(field(fields, 't').toString()) as Target,
+      frame: field(fields, 'f')
+    }))
   }
 
   #failed (err: unknown, what: string): void {

@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import type { AdapterHealth, AdapterHost, ClusterMessage, WsAdapter } from './adapter.ts'
+import type { AdapterHealth, AdapterHost, ClusterMessage, PresenceEntry, WsAdapter } from './adapter.ts'
+import { RedisPresence } from './redis-presence.ts'
 import { decodeClusterMessage, encodeClusterMessage } from './cluster-codec.ts'
 import { RedisResumeStore } from './redis-resume-store.ts'
 import type { ResumeStoreOptions } from './resume-store.ts'
@@ -36,6 +37,12 @@ export interface RedisAdapterOptions {
   prefix?: string
   /** Publishes kept while Redis is unreachable; beyond it they are dropped and counted (default 1000). */
   maxQueue?: number
+  /**
+   * How long an instance's presence outlives its last heartbeat, in ms (default 15 s; the
+   * heartbeat runs every third of it). An instance that dies without a shutdown drops out
+   * of the cluster-wide counts after this long.
+   */
+  presenceTtl?: number
 }
 
 export class RedisAdapter implements WsAdapter {
@@ -56,6 +63,7 @@ export class RedisAdapter implements WsAdapter {
   #lastError: string | undefined = undefined
   #closed = false
   #log: FastifyBaseLogger | undefined = undefined
+  readonly presence: RedisPresence
 
   constructor (options: RedisAdapterOptions = {}) {
     this.prefix = options.prefix ?? 'wss'
@@ -79,6 +87,7 @@ export class RedisAdapter implements WsAdapter {
       redis.on('close', () => this.#down())
     }
     this.subscriber.on('messageBuffer', (_channel: Buffer, buffer: Buffer) => this.#receive(buffer))
+    this.presence = new RedisPresence(this.client, this.prefix, options.presenceTtl ?? 15_000)
   }
 
   /**
@@ -88,6 +97,7 @@ export class RedisAdapter implements WsAdapter {
   async start (host: AdapterHost): Promise<void> {
     this.#host = host
     this.#log = host.log
+    this.presence.start(host)
     // queued on the subscriber until it is connected, however long that takes
     const subscribed = this.subscriber.subscribe(this.channel)
     try {
@@ -95,6 +105,7 @@ export class RedisAdapter implements WsAdapter {
         if (redis.status === 'wait') await redis.connect()
       }
       await subscribed
+      this.presence.rewrite()
     } catch (err) {
       subscribed.catch(err => this.#error(err as Error))
       this.#downSince = Date.now()
@@ -104,7 +115,8 @@ export class RedisAdapter implements WsAdapter {
   }
 
   resumeStore (options: ResumeStoreOptions, log: FastifyBaseLogger): RedisResumeStore {
-    return new RedisResumeStore(this.client, this.prefix, options, log)
+    this.presence.retention = options.retention
+    return new RedisResumeStore(this.client, this.prefix, options, log, this.presence)
   }
 
   publish (message: ClusterMessage): void {
@@ -158,6 +170,7 @@ export class RedisAdapter implements WsAdapter {
     const queue = this.#queue
     this.#queue = []
     for (const data of queue) this.#send(data)
+    this.presence.rewrite()
     const dropped = this.#dropped
     this.#dropped = 0
     this.#gaps++
@@ -167,6 +180,26 @@ export class RedisAdapter implements WsAdapter {
   #error (err: Error): void {
     this.#lastError = err.message
     this.#log?.debug({ err }, 'redis error')
+  }
+
+  connected (conn: PresenceEntry): void {
+    this.presence.connected(conn)
+  }
+
+  roomsChanged (conn: PresenceEntry): void {
+    this.presence.roomsChanged(conn)
+  }
+
+  disconnected (conn: PresenceEntry): void {
+    this.presence.disconnected(conn)
+  }
+
+  async remoteConnections (): Promise<PresenceEntry[]> {
+    return await this.presence.remoteConnections()
+  }
+
+  async remoteUserConnections (userId: string): Promise<number> {
+    return await this.presence.remoteUserConnections(userId)
   }
 
   health (): AdapterHealth {
@@ -186,6 +219,7 @@ export class RedisAdapter implements WsAdapter {
   async close (): Promise<void> {
     this.#closed = true
     this.#host = undefined
+    await this.presence.close()
     if (this.subscriber.status === 'ready') await this.subscriber.unsubscribe(this.channel).catch(() => {})
     await Promise.all(this.#owned.map(async redis => {
       if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect())

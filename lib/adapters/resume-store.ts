@@ -24,11 +24,8 @@ export interface ResumeStore extends NonceStore {
   takeSession (clientId: string): Session | undefined | Promise<Session | undefined>
   /** Copies an entry of the log named `stream` (the instance's id). Must not throw or wait. */
   append (stream: string, entry: LogEntry): void
-  /**
-   * The entries after `after` in the log named `stream`, oldest first; undefined when
-   * they are not all there any more (or the log is unknown): a gap.
-   */
-  read (stream: string, after: number): LogEntry[] | undefined | Promise<LogEntry[] | undefined>
+  /** Every entry the copy of the log named `stream` holds, oldest first (none for an unknown log). */
+  read (stream: string): LogEntry[] | Promise<LogEntry[]>
   close (): void
 }
 
