@@ -100,7 +100,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#defaultRoute = defaultRouteSettings(options)
     this.#heartbeat = new Heartbeat(options.heartbeat.interval, (conn, idle) => this.#timedOut(conn, idle))
     const { replayMessages, replayBytes, tokenTtl, maxDisconnect } = options.reconnect
-    const store = this.adapter.resumeStore({ replayMessages, replayBytes, sweepEvery: Math.min(tokenTtl, 60_000), retention: maxDisconnect }, log)
+    const store = this.adapter.resumeStore({ instanceId: this.instanceId, replayMessages, replayBytes, sweepEvery: Math.min(tokenTtl, 60_000), retention: maxDisconnect }, log)
     this.#resumption = new Resumption(options.reconnect, log, store, this.instanceId)
     this.cluster = new ClusterView(this.#registry, this.#rooms, this.adapter)
     this.#host = {

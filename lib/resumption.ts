@@ -66,7 +66,7 @@ export class Resumption {
   readonly store: ResumeStore
   /** This instance's log, as sessions name it. */
   readonly stream: string
-  #copies = new Map<string, { until: number, entries: Promise<LogEntry[]> }>()
+  #copies = new Map<string, { timer: NodeJS.Timeout, entries: Promise<LogEntry[]> }>()
 
   constructor (options: ResolvedOptions['reconnect'], log: FastifyBaseLogger, store: ResumeStore, stream: string) {
     this.#log = log
@@ -158,15 +158,18 @@ export class Resumption {
   }
 
   async #copy (stream: string): Promise<LogEntry[]> {
-    const now = Date.now()
     let cached = this.#copies.get(stream)
-    if (cached === undefined || cached.until < now) {
-      for (const [name, old] of this.#copies) if (old.until < now) this.#copies.delete(name)
-      cached = { until: now + COPY_CACHE_MS, entries: Promise.resolve(this.store.read(stream)) }
+    if (cached === undefined) {
+      // a read that failed is kept as well: for a second, resumes from that log fail alike
+      cached = { timer: setTimeout(this.#forget, COPY_CACHE_MS, stream).unref(), entries: Promise.resolve().then(() => this.store.read(stream)) }
       this.#copies.set(stream, cached)
-      cached.entries.catch(() => this.#copies.delete(stream))
     }
     return await cached.entries
+  }
+
+  #forget = (stream: string): void => {
+    clearTimeout(this.#copies.get(stream)?.timer)
+    this.#copies.delete(stream)
   }
 
   /**
@@ -227,7 +230,7 @@ export class Resumption {
   }
 
   close (): void {
-    this.#copies.clear()
+    for (const stream of this.#copies.keys()) this.#forget(stream)
     this.store.close()
   }
 }

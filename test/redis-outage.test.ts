@@ -10,7 +10,7 @@ const skip = !redisAvailable() && 'redis-server is not installed'
 async function instance (t: Parameters<typeof buildApp>[0], redis: RedisServer, maxQueue = 1000, retry = 20): Promise<FastifyInstance> {
   const adapter = new RedisAdapter({ url: redis.url, prefix: 'outage', maxQueue, redisOptions: { retryStrategy: () => retry } })
   return await buildApp(t, { adapter }, app => {
-    app.get('/ws', { websocket: true }, () => {})
+    app.get('/ws', { websocket: true, config: { ws: { identify: r => ({ userId: (r.query as { user?: string }).user }) } } }, () => {})
   })
 }
 
@@ -22,7 +22,10 @@ test('Redis stopped and restarted during traffic: no crash, local delivery goes 
   const gaps: GapInfo[] = []
   a.wsManager.on('gap', info => gaps.push(info))
   b.wsManager.on('gap', info => gaps.push(info))
-  const onA = await connect(a, '/ws')
+  const errors: Error[] = []
+  b.wsManager.on('gap', () => { throw new Error('a listener that throws') })
+  b.wsManager.on('error', err => errors.push(err))
+  const onA = await connect(a, '/ws?user=ann')
   const onB = await connect(b, '/ws')
 
   await a.wsManager.broadcast('before')
@@ -41,6 +44,7 @@ test('Redis stopped and restarted during traffic: no crash, local delivery goes 
   await until(() => gaps.length === 2, 5000, 'both instances report the gap')
   t.match(gaps.find(g => g.dropped > 0), { dropped: 3 })
   t.ok(gaps.every(g => g.downMs > 0))
+  t.match(errors, [{ message: 'a listener that throws' }], 'a throwing gap listener is reported, not thrown')
   const queued = []
   for (let i = 0; i < 5; i++) queued.push(await onB.next())
   t.same(queued, [0, 1, 2, 3, 4].map(i => `during ${i}`), 'the queued publishes went out in order once Redis was back')
@@ -50,6 +54,8 @@ test('Redis stopped and restarted during traffic: no crash, local delivery goes 
   t.equal(await onA.next(), 'after', 'delivery between instances resumed by itself')
   t.equal(await onB.next(), 'after')
   t.match(a.wsManager.health(), { status: 'ok', adapter: { status: 'up', queued: 0, dropped: 0, gaps: 1 } })
+  t.equal(await b.wsManager.cluster.isUserConnected('ann'), true, 'a wrote its presence again into the Redis that came back empty')
+  t.equal(await b.wsManager.cluster.getConnectionCount(), 2)
   await onA.close()
   await onB.close()
 })

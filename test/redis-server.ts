@@ -41,7 +41,7 @@ export class RedisServer {
   /** Starts the server (on a new free port the first time, on the same port after a stop). */
   async start (): Promise<this> {
     if (this.port === 0) this.port = await freePort()
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'notice'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'notice', '--enable-debug-command', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.#child = child
     await new Promise<void>((resolve, reject) => {
       let out = ''

@@ -139,7 +139,7 @@ test('a store that fails gives a fresh session (unknown_session), logged, and no
 })
 
 test('MemoryResumeStore: a shared store closes with its last user', async (t) => {
-  const options = { replayMessages: 10, replayBytes: 1000, sweepEvery: 1000, retention: 1000 }
+  const options = { instanceId: 'i', replayMessages: 10, replayBytes: 1000, sweepEvery: 1000, retention: 1000 }
   const entry = { offset: 1, id: 's:1', at: Date.now(), target: {}, frame: Buffer.from('x') }
   const store = new MemoryResumeStore(options, true).acquire().acquire()
   store.append('s', entry)
@@ -152,4 +152,42 @@ test('MemoryResumeStore: a shared store closes with its last user', async (t) =>
   alone.append('s', entry)
   t.same(alone.read('s'), [], 'a store of its own keeps no copies: its instance reads its own log')
   alone.close()
+})
+
+test('resume on another instance fails as a gap when either log lost what the client may have had', async (t) => {
+  const bus = new MemoryBus()
+  const big = { adapter: new MemoryAdapter({ bus }), reconnect: { secret: SECRET, replayMessages: 100 } }
+  const route = (app: FastifyInstance): void => {
+    app.get('/ws', { websocket: true, config: { ws: { reconnect: true } } }, () => {})
+  }
+  const a = await buildApp(t, big, route)
+  const small = await buildApp(t, { adapter: new MemoryAdapter({ bus }), reconnect: { secret: SECRET, replayMessages: 2 } }, route)
+
+  // the old log (a's copy) is whole, but this instance's own log evicted entries it would have to add
+  const client = await connect(a, '/ws')
+  const welcome = await client.json<Welcome>()
+  await a.wsManager.broadcast('seen')
+  const seen = await client.json<Frame>()
+  dropTcp(client)
+  await until(() => a.wsManager.getConnectionCount() === 0)
+  for (let i = 0; i < 3; i++) await a.wsManager.broadcast(`missed ${i}`)
+  await new Promise(resolve => setImmediate(resolve))
+  const back = await connect(small, `/ws?resume=${welcome.token}&offset=${seen.offset!}`)
+  t.match(await back.json<Welcome>(), { resumed: false, resumeFailed: 'gap' })
+  await back.close()
+
+  // the old log (a copy trimmed to 2 entries) lost entries from the client's last moments
+  const trimmedBus = new MemoryBus()
+  const c = await buildApp(t, { adapter: new MemoryAdapter({ bus: trimmedBus }), reconnect: { secret: SECRET, replayMessages: 2 } }, route)
+  const d = await buildApp(t, { adapter: new MemoryAdapter({ bus: trimmedBus }), reconnect: { secret: SECRET, replayMessages: 100 } }, route)
+  const other = await connect(c, '/ws')
+  const w = await other.json<Welcome>()
+  for (let i = 0; i < 4; i++) await c.wsManager.broadcast(`n${i}`)
+  let last: Frame | undefined
+  for (let i = 0; i < 4; i++) last = await other.json<Frame>()
+  dropTcp(other)
+  await until(() => c.wsManager.getConnectionCount() === 0)
+  const there = await connect(d, `/ws?resume=${w.token}&offset=${last!.offset!}`)
+  t.match(await there.json<Welcome>(), { resumed: false, resumeFailed: 'gap' }, 'd could add again what the copy no longer shows: refuse rather than risk a duplicate')
+  await there.close()
 })

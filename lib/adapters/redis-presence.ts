@@ -10,7 +10,7 @@ import type { Session } from '../sessions.ts'
  * - `<prefix>:presence:<id>`: hash clientId → `{"u":userId,"r":[rooms]}` (plus metadata and
  *   connection time for resumable connections), kept `retention` ms longer than the
  *   instance's own key, so that the clients of an instance that died can resume elsewhere;
- * - `<prefix>:user:<userId>`: hash instanceId → that user's connection count there.
+ * - `<prefix>:users:<id>`: hash userId → the user's connection count on the instance, expiring with it.
  * An instance that dies without a shutdown drops out when its keys expire; a graceful
  * close removes them at once. Writes never wait; after an outage (or a Redis that came
  * back empty) the instance writes its whole presence again.
@@ -24,8 +24,6 @@ export class RedisPresence {
   #host: AdapterHost | undefined = undefined
   #log: FastifyBaseLogger | undefined = undefined
   #timer: NodeJS.Timeout | undefined = undefined
-  /** Users this instance has written a count for, to clear them on a rewrite. */
-  #users = new Set<string>()
   failedWrites = 0
 
   constructor (redis: Redis, prefix: string, ttl: number) {
@@ -34,8 +32,13 @@ export class RedisPresence {
     this.#ttl = ttl
   }
 
-  get #id (): string {
-    return this.#host!.instanceId
+  /** The instance's id (the manager's), known from the plugin's registration on. */
+  #id = ''
+
+  /** Called when the plugin is registered, before any connection. */
+  use (instanceId: string, retention: number): void {
+    this.#id = instanceId
+    this.retention = retention
   }
 
   /** Writes this instance's presence and refreshes it every third of the ttl. */
@@ -47,48 +50,49 @@ export class RedisPresence {
 
   /** Writes everything again: at start, and after Redis was away (it may have lost it all). */
   rewrite (): void {
-    const host = this.#host
-    if (host === undefined) return
+    const host = this.#host!
     const presence = this.#key('presence', this.#id)
-    const multi = this.#redis.multi().del(presence)
-    const users = new Map<string, number>()
+    const users = this.#key('users', this.#id)
+    const multi = this.#redis.multi().del(presence, users)
     for (const conn of host.connections()) {
       multi.hset(presence, conn.id, encodeEntry(conn))
-      if (conn.userId !== undefined) users.set(conn.userId, (users.get(conn.userId) ?? 0) + 1)
+      if (conn.userId !== undefined) multi.hincrby(users, conn.userId, 1)
     }
-    for (const user of this.#users) if (!users.has(user)) multi.hdel(this.#key('user', user), this.#id)
-    this.#users = new Set(users.keys())
-    for (const [user, count] of users) multi.hset(this.#key('user', user), this.#id, count)
-    multi.pexpire(presence, this.#ttl + this.retention)
+    multi.pexpire(presence, this.#ttl + this.retention).pexpire(users, this.#ttl)
     multi.set(this.#key('instance', this.#id), '1', 'PX', this.#ttl).sadd(`${this.#prefix}:instances`, this.#id)
-    multi.exec().catch(err => this.#failed(err))
+    multi.exec().catch(this.#onFailure)
   }
 
   #beat (): void {
     this.#redis.multi()
       .set(this.#key('instance', this.#id), '1', 'PX', this.#ttl)
       .pexpire(this.#key('presence', this.#id), this.#ttl + this.retention)
-      .exec().catch(err => this.#failed(err))
+      .pexpire(this.#key('users', this.#id), this.#ttl)
+      .exec().catch(this.#onFailure)
   }
 
+  /** Writes the entry, and its key's expiry: the instance may die before its next heartbeat. */
   connected (conn: PresenceEntry): void {
-    if (this.#host === undefined) return
-    this.#redis.hset(this.#key('presence', this.#id), conn.id, encodeEntry(conn)).catch(err => this.#failed(err))
-    if (conn.userId === undefined) return
-    this.#users.add(conn.userId)
-    this.#redis.hincrby(this.#key('user', conn.userId), this.#id, 1).catch(err => this.#failed(err))
+    const presence = this.#key('presence', this.#id)
+    const multi = this.#redis.multi().hset(presence, conn.id, encodeEntry(conn)).pexpire(presence, this.#ttl + this.retention)
+    if (conn.userId !== undefined) {
+      const users = this.#key('users', this.#id)
+      multi.hincrby(users, conn.userId, 1).pexpire(users, this.#ttl)
+    }
+    multi.exec().catch(this.#onFailure)
   }
 
   roomsChanged (conn: PresenceEntry): void {
-    if (this.#host === undefined) return
-    this.#redis.hset(this.#key('presence', this.#id), conn.id, encodeEntry(conn)).catch(err => this.#failed(err))
+    this.#redis.hset(this.#key('presence', this.#id), conn.id, encodeEntry(conn)).catch(this.#onFailure)
   }
 
   disconnected (conn: PresenceEntry): void {
-    if (this.#host === undefined) return
-    this.#redis.hdel(this.#key('presence', this.#id), conn.id).catch(err => this.#failed(err))
-    if (conn.userId === undefined) return
-    this.#redis.hincrby(this.#key('user', conn.userId), this.#id, -1).catch(err => this.#failed(err))
+    this.#redis.hdel(this.#key('presence', this.#id), conn.id).catch(this.#onFailure)
+    const userId = conn.userId
+    if (userId === undefined) return
+    // only this instance writes its users' counts: the last connection of a user removes the field
+    const users = this.#key('users', this.#id)
+    this.#redis.hincrby(users, userId, -1).then(left => left > 0 ? 0 : this.#redis.hdel(users, userId)).catch(this.#onFailure)
   }
 
   /**
@@ -107,7 +111,7 @@ export class RedisPresence {
       if (alive || answers![2 * i + 1][1] === 1) found.push({ id, alive })
       else gone.push(id)
     })
-    if (gone.length > 0) this.#redis.srem(`${this.#prefix}:instances`, ...gone).catch(err => this.#failed(err))
+    if (gone.length > 0) this.#redis.srem(`${this.#prefix}:instances`, ...gone).catch(this.#onFailure)
     return found
   }
 
@@ -122,7 +126,6 @@ export class RedisPresence {
    */
   async takeOrphan (clientId: string): Promise<Session | undefined> {
     const instances = await this.#instances()
-    if (instances.length === 0) return undefined
     const pipeline = this.#redis.pipeline()
     for (const { id } of instances) pipeline.hget(this.#key('presence', id), clientId)
     const answers = await pipeline.exec()
@@ -132,7 +135,8 @@ export class RedisPresence {
       const { id, alive } = instances[i]
       const entry = JSON.parse(raw) as Encoded
       if (entry.m === undefined) return undefined
-      if (!alive && await this.#redis.hdel(this.#key('presence', id), clientId) === 0) return undefined
+      // a dead instance's entry is taken out; the token it is resumed with is good once anyway
+      if (!alive) await this.#redis.hdel(this.#key('presence', id), clientId)
       const session: Session = { clientId, userId: entry.u, metadata: entry.m, rooms: entry.r, stream: id, connectedAt: entry.c!, expiresAt: Date.now() + this.retention }
       if (alive) session.liveOn = id
       return session
@@ -150,33 +154,30 @@ export class RedisPresence {
   }
 
   async remoteUserConnections (userId: string): Promise<number> {
-    const counts = await this.#redis.hgetall(this.#key('user', userId))
-    const live = new Set(await this.#others())
+    const others = await this.#others()
+    if (others.length === 0) return 0
+    const pipeline = this.#redis.pipeline()
+    for (const id of others) pipeline.hget(this.#key('users', id), userId)
     let total = 0
-    for (const [id, count] of Object.entries(counts)) {
-      if (live.has(id)) total += Number(count)
-    }
+    for (const [, count] of (await pipeline.exec())!) total += Number(count ?? 0)
     return total
   }
 
   /** A graceful close: this instance's presence goes at once. */
   async close (): Promise<void> {
     clearInterval(this.#timer)
-    const host = this.#host
-    this.#host = undefined
-    if (host === undefined || this.#redis.status !== 'ready') return
-    const multi = this.#redis.multi()
-      .del(this.#key('presence', host.instanceId), this.#key('instance', host.instanceId))
-      .srem(`${this.#prefix}:instances`, host.instanceId)
-    for (const user of this.#users) multi.hdel(this.#key('user', user), host.instanceId)
-    await multi.exec().catch(err => this.#failed(err))
+    if (this.#redis.status !== 'ready') return
+    await this.#redis.multi()
+      .del(this.#key('presence', this.#id), this.#key('instance', this.#id), this.#key('users', this.#id))
+      .srem(`${this.#prefix}:instances`, this.#id)
+      .exec().catch(this.#onFailure)
   }
 
   #key (kind: string, name: string): string {
     return `${this.#prefix}:${kind}:${name}`
   }
 
-  #failed (err: unknown): void {
+  #onFailure = (err: unknown): void => {
     this.failedWrites++
     this.#log?.debug({ err }, 'presence not written')
   }

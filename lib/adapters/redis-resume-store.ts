@@ -46,9 +46,8 @@ export class RedisResumeStore implements ResumeStore {
 
   async takeSession (clientId: string): Promise<Session | undefined> {
     const raw = await this.#redis.getdel(`${this.#prefix}:session:${clientId}`)
-    if (raw === null) return await this.#presence.takeOrphan(clientId)
-    const session = JSON.parse(raw) as Session
-    return session.expiresAt > Date.now() ? session : undefined
+    // the key expires with the session (PXAT)
+    return raw === null ? await this.#presence.takeOrphan(clientId) : JSON.parse(raw) as Session
   }
 
   append (stream: string, entry: LogEntry): void {
@@ -70,13 +69,11 @@ export class RedisResumeStore implements ResumeStore {
 
   async read (stream: string): Promise<LogEntry[]> {
     const raw = await this.#redis.xrangeBuffer(`${this.#prefix}:log:${stream}`, '-', '+')
-    return raw.map(([id, fields]) => ({
-      offset: Number(id.toString().split('-')[0]),
-      id: field(fields, 'i').toString(),
-      at: Number(field(fields, 'a').toString()),
-      target: JSON.parse(field(fields, 't').toString()) as Target,
-      frame: field(fields, 'f')
-    }))
+    return raw.map(([id, fields]) => {
+      // written by append: i, a, t, f in this order
+      const [, entryId, , at, , target, , frame] = fields
+      return { offset: Number(id.toString().split('-')[0]), id: entryId.toString(), at: Number(at.toString()), target: JSON.parse(target.toString()) as Target, frame }
+    })
   }
 
   #failed (err: unknown, what: string): void {
@@ -88,9 +85,4 @@ export class RedisResumeStore implements ResumeStore {
     clearInterval(this.#timer)
     this.#timer = undefined
   }
-}
-
-function field (fields: Buffer[], name: string): Buffer {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i].toString() === name) return fields[i + 1]
-  return Buffer.alloc(0)
 }

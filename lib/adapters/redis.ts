@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { AdapterHealth, AdapterHost, ClusterMessage, PresenceEntry, WsAdapter } from './adapter.ts'
@@ -55,6 +56,8 @@ export class RedisAdapter implements WsAdapter {
   #maxQueue: number
   #host: AdapterHost | undefined = undefined
   #queue: Buffer[] = []
+  /** Marks this adapter's messages, so that it can ignore its own echo (known before the start). */
+  #origin = randomUUID()
   #dropped = 0
   #published = 0
   #received = 0
@@ -81,12 +84,12 @@ export class RedisAdapter implements WsAdapter {
       this.subscriber = new Redis(url, { ...options.redisOptions, lazyConnect: true, maxRetriesPerRequest: null })
       this.#owned = [this.client, this.subscriber]
     }
-    for (const redis of [this.client, this.subscriber]) redis.on('error', err => this.#error(err))
     for (const redis of [this.client, this.subscriber]) {
-      redis.on('ready', () => this.#ready())
-      redis.on('close', () => this.#down())
+      redis.on('error', this.#onError)
+      redis.on('ready', this.#onReady)
+      redis.on('close', this.#onClose)
     }
-    this.subscriber.on('messageBuffer', (_channel: Buffer, buffer: Buffer) => this.#receive(buffer))
+    this.subscriber.on('messageBuffer', this.#onMessage)
     this.presence = new RedisPresence(this.client, this.prefix, options.presenceTtl ?? 15_000)
   }
 
@@ -106,8 +109,10 @@ export class RedisAdapter implements WsAdapter {
       }
       await subscribed
       this.presence.rewrite()
+      // what was published before the start
+      this.#flush()
     } catch (err) {
-      subscribed.catch(err => this.#error(err as Error))
+      subscribed.catch(this.#onError)
       this.#downSince = Date.now()
       this.#error(err as Error)
       host.log.warn({ err }, 'redis unreachable at start: running on this instance alone until it is back')
@@ -115,12 +120,12 @@ export class RedisAdapter implements WsAdapter {
   }
 
   resumeStore (options: ResumeStoreOptions, log: FastifyBaseLogger): RedisResumeStore {
-    this.presence.retention = options.retention
+    this.presence.use(options.instanceId, options.retention)
     return new RedisResumeStore(this.client, this.prefix, options, log, this.presence)
   }
 
   publish (message: ClusterMessage): void {
-    const data = encodeClusterMessage(this.#host!.instanceId, message)
+    const data = encodeClusterMessage(this.#origin, message)
     if (this.client.status !== 'ready') {
       this.#enqueue(data)
       return
@@ -130,16 +135,17 @@ export class RedisAdapter implements WsAdapter {
 
   #send (data: Buffer): void {
     this.#published++
-    this.client.publish(this.channel, data).catch(err => {
-      // lost with the connection (or refused): it may or may not have gone out
+    this.client.publish(this.channel, data).catch((err: Error) => {
+      // lost with the connection, or timed out: it may or may not have gone out, so it is
+      // not sent again; it counts as dropped, reported now or when the connection is back
       this.#published--
+      this.#dropped++
       this.#error(err)
-      this.#enqueue(data)
+      if (this.#downSince === 0) this.#reportGap(0)
     })
   }
 
   #enqueue (data: Buffer): void {
-    if (this.#downSince === 0) this.#downSince = Date.now()
     if (this.#queue.length >= this.#maxQueue) {
       this.#dropped++
       return
@@ -147,13 +153,18 @@ export class RedisAdapter implements WsAdapter {
     this.#queue.push(data)
   }
 
+  #onError = (err: Error): void => this.#error(err)
+  #onReady = (): void => this.#ready()
+  #onClose = (): void => this.#down()
+  #onMessage = (_channel: Buffer, buffer: Buffer): void => this.#receive(buffer)
+
   #receive (buffer: Buffer): void {
     const decoded = decodeClusterMessage(buffer)
     if (decoded === undefined) {
       this.#log?.warn({ bytes: buffer.length }, 'not a cluster message: ignored')
       return
     }
-    if (decoded.origin === this.#host?.instanceId) return
+    if (decoded.origin === this.#origin) return
     this.#received++
     this.#host?.deliver(decoded.message)
   }
@@ -167,14 +178,22 @@ export class RedisAdapter implements WsAdapter {
     const since = this.#downSince
     if (since === 0 || this.client.status !== 'ready' || this.subscriber.status !== 'ready') return
     this.#downSince = 0
+    this.#flush()
+    this.presence.rewrite()
+    this.#reportGap(Date.now() - since)
+  }
+
+  #flush (): void {
     const queue = this.#queue
     this.#queue = []
     for (const data of queue) this.#send(data)
-    this.presence.rewrite()
+  }
+
+  #reportGap (downMs: number): void {
     const dropped = this.#dropped
     this.#dropped = 0
     this.#gaps++
-    this.#host?.gap({ downMs: Date.now() - since, dropped })
+    this.#host?.gap({ downMs, dropped })
   }
 
   #error (err: Error): void {
@@ -220,10 +239,14 @@ export class RedisAdapter implements WsAdapter {
     this.#closed = true
     this.#host = undefined
     await this.presence.close()
-    if (this.subscriber.status === 'ready') await this.subscriber.unsubscribe(this.channel).catch(() => {})
-    await Promise.all(this.#owned.map(async redis => {
-      if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect())
-      else redis.disconnect()
-    }))
+    // presence.close() waited for its last writes, which went after every other command
+    for (const redis of this.#owned) redis.disconnect()
+    // clients that stay open are left as they were given
+    if (!this.#owned.includes(this.subscriber)) await this.subscriber.unsubscribe(this.channel).catch(this.#onError)
+    for (const redis of [this.client, this.subscriber]) {
+      if (this.#owned.includes(redis)) continue
+      redis.off('error', this.#onError).off('ready', this.#onReady).off('close', this.#onClose)
+    }
+    this.subscriber.off('messageBuffer', this.#onMessage)
   }
 }

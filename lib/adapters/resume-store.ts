@@ -31,6 +31,8 @@ export interface ResumeStore extends NonceStore {
 
 /** What a store is made with. */
 export interface ResumeStoreOptions {
+  /** The instance's id: the name of its log, and of its presence. */
+  instanceId: string
   /** Bounds of each log, as `reconnect.replayMessages` / `reconnect.replayBytes`. */
   replayMessages: number
   replayBytes: number
