@@ -1,0 +1,55 @@
+/*
+ * Two instances of the example server as one, through Redis: `npm run example:cluster`.
+ *
+ *   REDIS_URL (default redis://127.0.0.1:6379), PORT (default 3001: the instances listen
+ *   on PORT and PORT + 1), WS_REDIS_PREFIX (default `example`).
+ *
+ * Connect one client to each port and chat: `{"type":"say","text":"hi"}` on one reaches
+ * the other. GET /cluster on either port counts connections and users on both;
+ * GET /health answers 503 while Redis is unreachable or the instance is draining, which is
+ * what a load balancer's readiness probe wants.
+ */
+import type { FastifyInstance } from 'fastify'
+import { fileURLToPath } from 'node:url'
+import { optionsFromEnv } from '../plugin.ts'
+import { RedisAdapter } from '../lib/adapters/redis.ts'
+import { buildServer } from './server.ts'
+
+export interface ClusterOptions {
+  redisUrl: string
+  prefix?: string
+  instances?: number
+  logger?: boolean
+}
+
+/** Builds the instances (not listening yet), each with a Redis adapter of its own. */
+export async function buildCluster (options: ClusterOptions): Promise<FastifyInstance[]> {
+  const apps: FastifyInstance[] = []
+  for (let i = 0; i < (options.instances ?? 2); i++) {
+    const adapter = new RedisAdapter({ url: options.redisUrl, prefix: options.prefix ?? 'example' })
+    const app = await buildServer({ ...optionsFromEnv(), adapter }, options.logger ?? false)
+    app.get('/cluster', async () => ({
+      instance: app.wsManager.instanceId,
+      here: app.wsManager.getConnectionCount(),
+      connections: await app.wsManager.cluster.getConnectionCount(),
+      users: await app.wsManager.cluster.getActiveUsers()
+    }))
+    app.get('/health', async (_request, reply) => {
+      const health = app.wsManager.health()
+      return await reply.code(health.status === 'ok' ? 200 : 503).send(health)
+    })
+    apps.push(app)
+  }
+  return apps
+}
+
+/* c8 ignore start: the entry point runs only under `npm run example:cluster` */
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const port = Number(process.env.PORT ?? 3001)
+  const apps = await buildCluster({ redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: process.env.WS_REDIS_PREFIX, logger: true })
+  await Promise.all(apps.map(async (app, i) => await app.listen({ port: port + i, host: process.env.HOST ?? '0.0.0.0' })))
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => { Promise.all(apps.map(async app => await app.close())).catch(() => process.exit(1)) })
+  }
+}
+/* c8 ignore stop */
