@@ -18,14 +18,13 @@ import { buildServer } from './server.ts'
 export interface ClusterOptions {
   redisUrl: string
   prefix?: string
-  instances?: number
   logger?: boolean
 }
 
-/** Builds the instances (not listening yet), each with a Redis adapter of its own. */
+/** Builds the two instances (not listening yet), each with a Redis adapter of its own. */
 export async function buildCluster (options: ClusterOptions): Promise<FastifyInstance[]> {
   const apps: FastifyInstance[] = []
-  for (let i = 0; i < (options.instances ?? 2); i++) {
+  for (let i = 0; i < 2; i++) {
     const adapter = new RedisAdapter({ url: options.redisUrl, prefix: options.prefix ?? 'example' })
     const app = await buildServer({ ...optionsFromEnv(), adapter }, options.logger ?? false)
     app.get('/cluster', async () => ({

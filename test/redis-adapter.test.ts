@@ -168,3 +168,26 @@ test('a publish that times out while Redis stays up is counted as dropped and re
   await sleeping
   t.match(app.wsManager.health(), { status: 'ok', adapter: { dropped: 0, gaps: 1 } })
 })
+
+test('a burst of messages in one turn of the event loop is copied to Redis whole, in order, and replays on another instance', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const make = async (): Promise<Awaited<ReturnType<typeof buildApp>>> => await buildApp(t, { adapter: new RedisAdapter({ url: redis.url, prefix: 'burst' }), reconnect: { secret: 'burst-secret-0123456789abcdefgh' } }, app => {
+    app.get('/ws', { websocket: true, config: { ws: { reconnect: true } } }, () => {})
+  })
+  const x = await make()
+  const y = await make()
+  const client = await connect(x, '/ws')
+  const welcome = await client.json<Welcome>()
+  await client.close()
+  await until(() => x.wsManager.getConnectionCount() === 0)
+  const sent: Array<Promise<unknown>> = []
+  for (let i = 0; i < 900; i++) sent.push(x.wsManager.broadcast({ i }))
+  await Promise.all(sent)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const back = await connect(y, `/ws?resume=${welcome.token}&offset=${welcome.offset}`)
+  t.match(await back.json<Welcome>(), { resumed: true, replayed: 900 })
+  const got: number[] = []
+  for (let i = 0; i < 900; i++) got.push((await back.json<{ data: { i: number } }>()).data.i)
+  t.same(got, Array.from({ length: 900 }, (_, i) => i))
+  await back.close()
+})

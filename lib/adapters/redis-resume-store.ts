@@ -14,9 +14,19 @@ import type { RedisPresence } from './redis-presence.ts'
  * - `<prefix>:log:<instance>`: a stream holding a copy of the instance's replay log, the
  *   entry id being `<offset>-1`, trimmed to about `replayMessages` entries and expiring
  *   `retention` ms after the instance stopped writing to it (it crashed, or left).
- * Copies are written without waiting (commands pipelined by ioredis); a copy that failed
+ * Copies are written without waiting, the entries of one turn of the event loop with one
+ * command (a script that adds each: a command per entry cost 24 µs each); a copy that failed
  * leaves a hole in the offsets that a resume reports as a gap, never as a silent skip.
  */
+/** Appends a batch of entries to a log stream (one command instead of one per entry). */
+const APPEND = `for i = 2, #ARGV, 5 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i], 'i', ARGV[i + 1], 'a', ARGV[i + 2], 't', ARGV[i + 3], 'f', ARGV[i + 4])
+end
+return 1`
+
+/** Entries written with one command at most. */
+const BATCH = 500
+
 export class RedisResumeStore implements ResumeStore {
   #redis: Redis
   #presence: RedisPresence
@@ -24,6 +34,8 @@ export class RedisResumeStore implements ResumeStore {
   #options: ResumeStoreOptions
   #log: FastifyBaseLogger
   #streams = new Set<string>()
+  /** Entries waiting for the end of this turn of the event loop, by key: id, i, a, t, f each. */
+  #batches = new Map<string, Array<string | number | Buffer>>()
   #timer: NodeJS.Timeout | undefined = undefined
   /** Copies and sessions that could not be written. */
   failedWrites = 0
@@ -52,9 +64,25 @@ export class RedisResumeStore implements ResumeStore {
 
   append (stream: string, entry: LogEntry): void {
     const key = `${this.#prefix}:log:${stream}`
-    if (!this.#streams.has(stream)) this.#keep(stream)
-    this.#redis.xadd(key, 'MAXLEN', '~', this.#options.replayMessages, `${entry.offset}-1`, 'i', entry.id, 'a', entry.at, 't', JSON.stringify(entry.target), 'f', entry.frame)
-      .catch(err => this.#failed(err, 'replay log copy not written'))
+    let batch = this.#batches.get(key)
+    if (batch === undefined) {
+      if (!this.#streams.has(stream)) this.#keep(stream)
+      batch = []
+      this.#batches.set(key, batch)
+      if (this.#batches.size === 1) setImmediate(this.#flush)
+    }
+    batch.push(`${entry.offset}-1`, entry.id, entry.at, JSON.stringify(entry.target), entry.frame)
+    if (batch.length >= BATCH * 5) this.#write(key, batch.splice(0))
+  }
+
+  /** Writes the entries of one turn of the event loop with one command per log. */
+  #flush = (): void => {
+    for (const [key, batch] of this.#batches) if (batch.length > 0) this.#write(key, batch)
+    this.#batches.clear()
+  }
+
+  #write (key: string, batch: Array<string | number | Buffer>): void {
+    this.#redis.eval(APPEND, 1, key, this.#options.replayMessages, ...batch).catch(err => this.#failed(err, 'replay log copy not written'))
   }
 
   /** Keeps the stream's key alive while this instance writes to it; it expires `retention` after. */
@@ -82,6 +110,7 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   close (): void {
+    this.#flush()
     clearInterval(this.#timer)
     this.#timer = undefined
   }

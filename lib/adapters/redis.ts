@@ -108,6 +108,8 @@ export class RedisAdapter implements WsAdapter {
         if (redis.status === 'wait') await redis.connect()
       }
       await subscribed
+      // a client you gave may still be connecting: its offline queue holds this until it is ready
+      await this.client.ping()
       this.presence.rewrite()
       // what was published before the start
       this.#flush()
