@@ -191,3 +191,21 @@ test('a burst of messages in one turn of the event loop is copied to Redis whole
   t.same(got, Array.from({ length: 900 }, (_, i) => i))
   await back.close()
 })
+
+test('a graceful close removes the instance\'s presence at once (no waiting for its expiry)', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const make = async (): Promise<Awaited<ReturnType<typeof buildApp>>> => await buildApp(t, { adapter: new RedisAdapter({ url: redis.url, prefix: 'graceful', presenceTtl: 60_000 }) }, app => {
+    app.get('/ws', { websocket: true, config: { ws: { identify: () => ({ userId: 'gus' }) } } }, () => {})
+  })
+  const x = await make()
+  const y = await make()
+  const client = await connect(x, '/ws')
+  await until(async () => await y.wsManager.cluster.isUserConnected('gus'))
+  await x.close()
+  await client.closed
+  t.equal(await y.wsManager.cluster.getConnectionCount(), 0, 'gone at once, with a 60 s presence ttl')
+  t.equal(await y.wsManager.cluster.isUserConnected('gus'), false)
+  const raw = new Redis(redis.url)
+  t.teardown(() => raw.disconnect())
+  t.same(await raw.keys(`graceful:*:${x.wsManager.instanceId}`), [], 'no key of it is left')
+})
