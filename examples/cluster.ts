@@ -17,16 +17,16 @@ import { buildServer } from './server.ts'
 
 export interface ClusterOptions {
   redisUrl: string
-  prefix?: string
-  logger?: boolean
+  prefix: string
+  logger: boolean
 }
 
 /** Builds the two instances (not listening yet), each with a Redis adapter of its own. */
 export async function buildCluster (options: ClusterOptions): Promise<FastifyInstance[]> {
   const apps: FastifyInstance[] = []
   for (let i = 0; i < 2; i++) {
-    const adapter = new RedisAdapter({ url: options.redisUrl, prefix: options.prefix ?? 'example' })
-    const app = await buildServer({ ...optionsFromEnv(), adapter }, options.logger ?? false)
+    const adapter = new RedisAdapter({ url: options.redisUrl, prefix: options.prefix })
+    const app = await buildServer({ ...optionsFromEnv(), adapter }, options.logger)
     app.get('/cluster', async () => ({
       instance: app.wsManager.instanceId,
       here: app.wsManager.getConnectionCount(),
@@ -45,7 +45,7 @@ export async function buildCluster (options: ClusterOptions): Promise<FastifyIns
 /* c8 ignore start: the entry point runs only under `npm run example:cluster` */
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const port = Number(process.env.PORT ?? 3001)
-  const apps = await buildCluster({ redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: process.env.WS_REDIS_PREFIX, logger: true })
+  const apps = await buildCluster({ redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: process.env.WS_REDIS_PREFIX ?? 'example', logger: true })
   await Promise.all(apps.map(async (app, i) => await app.listen({ port: port + i, host: process.env.HOST ?? '0.0.0.0' })))
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => { Promise.all(apps.map(async app => await app.close())).catch(() => process.exit(1)) })

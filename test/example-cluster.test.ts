@@ -5,7 +5,7 @@ import { redisAvailable, startRedis } from './redis-server.ts'
 
 test('the cluster example: two instances, one chat, counts across both, health for probes', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
   const redis = await startRedis(t)
-  const [one, two] = await buildCluster({ redisUrl: redis.url, prefix: 'example-test' })
+  const [one, two] = await buildCluster({ redisUrl: redis.url, prefix: 'example-test', logger: false })
   t.teardown(async () => { await one.close(); await two.close() })
   await one.listen({ port: 0, host: '127.0.0.1' })
   await two.listen({ port: 0, host: '127.0.0.1' })
