@@ -130,9 +130,9 @@ test('reconnect: backoff sequence, then give up after maxAttempts', async (t) =>
   t.match(errors.at(-1), { code: 'WS_CLIENT_GAVE_UP', message: '3 attempts failed' })
 })
 
-test('close codes: 1012 and 1011 reconnect, 1013 waits longer, 4001/1008/4409/1000 never', async (t) => {
+test('close codes: 1001, 1011 and 1012 reconnect, 1013 waits longer, 4001/1008/4409/1000 never', async (t) => {
   const app = await server(t)
-  for (const [code, advice] of [[1012, 'reconnect'], [1013, 'backoff'], [4001, 'stop'], [1008, 'stop'], [4409, 'stop'], [1000, 'stop']] as const) {
+  for (const [code, advice] of [[1001, 'reconnect'], [1011, 'reconnect'], [1012, 'reconnect'], [1013, 'backoff'], [4001, 'stop'], [1008, 'stop'], [4409, 'stop'], [1000, 'stop']] as const) {
     const c = client(t, urlOf(app, '/ws'), { reconnect: { initialDelay: 40 }, random: () => 0.5 })
     await c.connect()
     await until(() => c.clientId !== undefined)
