@@ -19,8 +19,14 @@ export const CloseCode = {
   TRY_AGAIN_LATER: 1013,
   /** Another connection took this clientId. Do not reconnect: the other connection would be replaced in turn. */
   REPLACED: 4001,
+  /** Not authenticated (no, bad or expired credentials) on a route with `auth.reject: 'close'`, or the credentials expired while connected. */
+  UNAUTHORIZED: 4401,
+  /** Authenticated but not allowed (missing scope, or a refresh for another subject). */
+  FORBIDDEN: 4403,
   /** The user already has `maxConnectionsPerUser` connections. Do not reconnect. */
-  TOO_MANY_CONNECTIONS: 4409
+  TOO_MANY_CONNECTIONS: 4409,
+  /** Over the inbound rate limit again and again. Do not reconnect at once. */
+  RATE_LIMITED: 4429
 } as const
 
 export type CloseCodeValue = typeof CloseCode[keyof typeof CloseCode]

@@ -1,4 +1,6 @@
-import type { FastifyBaseLogger } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { Principal } from './auth.ts'
+import type { Bucket } from './rate-limit.ts'
 import type { RawData, WebSocket } from 'ws'
 import type { OutboundMessage } from './outbound.ts'
 import type { RouteSettings } from './route-options.ts'
@@ -9,7 +11,8 @@ import { kHost, kRooms } from './symbols.ts'
 export type DisconnectReason =
   | 'client_close' | 'network_error' | 'heartbeat_timeout' | 'replaced' | 'server_shutdown'
   | 'server_disconnect' | 'message_too_large' | 'queue_overflow' | 'connection_limit' | 'user_limit'
-  | 'handler_error' | 'protocol_error'
+  | 'handler_error' | 'protocol_error' | 'slow_consumer' | 'rate_limited' | 'invalid_messages'
+  | 'unauthorized' | 'forbidden' | 'token_expired'
 
 export interface DisconnectInfo {
   code: number
@@ -35,8 +38,10 @@ export interface ConnectionHost extends SocketEvents {
   send (conn: ManagedConnection, message: OutboundMessage, options?: { volatile?: boolean }): boolean
   join (conn: ManagedConnection, room: string): boolean
   leave (conn: ManagedConnection, room: string): boolean
-  close (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason): void
+  close (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason, extra?: object): void
   listenerFailed (conn: ManagedConnection, err: unknown): void
+  /** A volatile message was dropped for a slow consumer. */
+  dropped (conn: ManagedConnection): void
 }
 
 const OPEN = 0
@@ -58,6 +63,14 @@ export class ManagedConnection {
   readonly socket: WebSocket
   /** The merged options of the route this connection came in on. */
   readonly route: RouteSettings
+  /** The client's IP address (`request.ip`, so Fastify's `trustProxy` applies); undefined for `register()`ed sockets. */
+  ip: string | undefined = undefined
+  /** Who authenticated, on routes with `authenticate` / `auth`; undefined when anonymous. */
+  principal: Principal | undefined = undefined
+  /** @internal The upgrade request, kept on routes whose handlers or refreshes need it. */
+  request: FastifyRequest | undefined = undefined
+  /** @internal Per-type rate-limit buckets of the message router. */
+  buckets: Map<string, Bucket> | undefined = undefined
   readonly stats: ConnectionStats = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 }
   /** Last measured heartbeat round trip in ms, undefined until one completed. */
   rtt: number | undefined = undefined
@@ -65,6 +78,14 @@ export class ManagedConnection {
   lastSeen: number
   /** When the last heartbeat ping was sent; 0 when none is outstanding. */
   pingSentAt = 0
+  /** @internal Since when its send buffer has been above the high-water mark; 0 when it is not. */
+  slowSince = 0
+  /** @internal Inbound rate limiting: tokens left (messages, bytes), when last refilled, violations in the window. */
+  tokens = 0
+  byteTokens = 0
+  refilledAt = 0
+  violations = 0
+  violationsSince = 0
   /** How it ended, once it has. */
   disconnectInfo: DisconnectInfo | undefined = undefined
   /** @internal The first error the socket emitted, to tell a network drop from a clean close. */

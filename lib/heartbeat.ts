@@ -1,5 +1,5 @@
 import type { ManagedConnection } from './connection.ts'
-import { write } from './outbound.ts'
+import { slow, write } from './outbound.ts'
 
 /**
  * Liveness for every connection from one shared, unref'd timer: never a timer per
@@ -73,6 +73,14 @@ export class Heartbeat {
     let pingFrame: { data: Buffer, binary: false } | undefined
     for (const conn of this.#connections) {
       const hb = conn.route.heartbeat
+      // a slow consumer that was sent nothing since it went over the high-water mark
+      if (conn.slowSince > 0 && now - conn.slowSince > conn.route.backpressure.grace) {
+        if (conn.socket.bufferedAmount > conn.route.backpressure.highWaterMark) {
+          slow(conn, `above ${conn.route.backpressure.highWaterMark} bytes for more than ${conn.route.backpressure.grace} ms`)
+          continue
+        }
+        conn.slowSince = 0
+      }
       const idle = now - conn.lastSeen
       if (idle >= hb.timeout) {
         // onTimeout removes it from this set; deleting the current entry while iterating a Set is safe

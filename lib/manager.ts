@@ -13,9 +13,13 @@ import { awaitClosed, type ShutdownReport } from './shutdown.ts'
 import { attachListeners } from './socket-listeners.ts'
 import { defaultRouteSettings, type RouteSettings } from './route-options.ts'
 import { normalizeIdentity, type Identity, type ResolvedIdentity } from './identity.ts'
-import { Stats, type StatsSnapshot } from './stats.ts'
+import { Stats, type RejectReason, type StatsSnapshot } from './stats.ts'
 import type { ReconnectClaims } from './tokens.ts'
 import { ClusterView } from './cluster-view.ts'
+import { InboundGuard } from './inbound-guard.ts'
+import { errorFrame } from './protocol.ts'
+import type { AuthFailure, Principal } from './auth.ts'
+import type { FastifyRequest } from 'fastify'
 import { Resumption, type Outgoing, type PendingResume } from './resumption.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
 import type { AdapterHealth, ClusterMessage, ClusterPayload, GapInfo, WsAdapter } from './adapters/adapter.ts'
@@ -59,6 +63,13 @@ export interface ShutdownOptions {
   closeReason?: string
 }
 
+/** @internal What the upgrade learnt about a connection before it was upgraded. */
+export interface UpgradeContext {
+  request: FastifyRequest
+  principal: Principal | undefined
+  refused: AuthFailure | undefined
+}
+
 export interface WsManagerEvents {
   connect: [conn: ManagedConnection]
   disconnect: [conn: ManagedConnection, info: DisconnectInfo]
@@ -90,6 +101,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #shutdown: Promise<ShutdownReport> | undefined = undefined
   #started = false
   #resumption: Resumption
+  #guard: InboundGuard
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
     super()
@@ -104,10 +116,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#resumption = new Resumption(options.reconnect, log, store, this.instanceId)
     this.cluster = new ClusterView(this.#registry, this.#rooms, this.adapter)
     this.#host = {
-      send: (conn, message, options) => write(conn, this.#resumption.frameFor(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile))) === undefined,
+      send: (conn, message, options) => write(conn, this.#resumption.frameFor(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile)), false, options?.volatile) === undefined,
       join: (conn, room) => this.#join(conn, room),
       leave: (conn, room) => this.#leave(conn, room),
-      close: (conn, code, reason, why) => this.#end(conn, code, reason, why, false),
+      close: (conn, code, reason, why, extra) => this.#end(conn, code, reason, why, false, extra),
+      dropped: () => this.#stats.dropped(),
       listenerFailed: (conn, err) => this.#fail(err, conn, 'message listener failed'),
       tooLarge: (conn, size) => this.#end(conn, CloseCode.MESSAGE_TOO_BIG, 'message too big', 'message_too_large', false, { size }),
       heartbeatPong: (conn, now) => this.#pong(conn, now),
@@ -116,8 +129,17 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
         write(conn, { data: Buffer.from(`{"type":"pong","ts":${now}}`), binary: false }, true)
       },
       closed: (conn, code, reason) => this.#socketClosed(conn, code, reason),
-      failed: (conn, err) => this.#socketFailed(conn, err)
+      failed: (conn, err) => this.#socketFailed(conn, err),
+      rateLimited: (conn, size) => this.#guard.rateLimited(conn, size),
+      routeMessage: (conn, data, isBinary) => this.#guard.route(conn, data, isBinary),
+      refreshAuth: (conn, data) => this.#guard.refresh(conn, data)
     }
+    this.#guard = new InboundGuard({
+      end: (conn, code, reason, why) => this.#end(conn, code, reason, why, false),
+      fail: (err, conn, message) => this.#fail(err, conn, message),
+      stats: this.#stats,
+      log: this.#log
+    })
   }
 
   /** True from the start of a shutdown on: new connections are refused. */
@@ -211,7 +233,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       this.adapter.publish({ type: 'client', clientId, ...payload(out, options.volatile) })
       return false
     }
-    return write(conn, this.#resumption.frameFor(conn, out)) === undefined
+    return write(conn, this.#resumption.frameFor(conn, out), false, out.volatile) === undefined
   }
 
   /** Sends to every connection of a user (devices, tabs). */
@@ -346,10 +368,16 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    * is closed with the matching code and the returned connection is already closed,
    * never registered.
    */
-  attach (socket: WebSocket, fresh: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger, resume?: PendingResume, elsewhere = 0): ManagedConnection {
+  attach (socket: WebSocket, fresh: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger, resume?: PendingResume, elsewhere = 0, upgrade?: UpgradeContext): ManagedConnection {
+    if (upgrade?.refused !== undefined) return this.#refuseAuth(socket, fresh, route, log, upgrade.refused)
     const restored = resume === undefined ? undefined : this.#resumption.restore(fresh, route, resume)
     const identity = restored?.identity ?? fresh
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
+    if (upgrade !== undefined) {
+      conn.ip = upgrade.request.ip
+      conn.principal = upgrade.principal
+      if (route.router !== undefined || route.auth !== undefined) conn.request = upgrade.request
+    }
     const refusal = this.#refusal(identity, route, elsewhere)
     if (refusal !== undefined) {
       this.#stats.rejected(refusal.reason)
@@ -368,6 +396,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     for (const room of route.rooms) this.#rooms.join(conn, room)
     if (restored?.rooms !== undefined) for (const room of restored.rooms) this.#rooms.join(conn, room)
     this.adapter.connected(conn)
+    const expiresAt = conn.principal?.expiresAt
+    if (expiresAt !== undefined) this.#guard.expiries.set(conn, expiresAt)
     if (route.reconnect !== undefined) this.#resumption.welcome(conn, restored)
     this.#stats.connected()
     conn.log.info({ route: route.url, rooms: conn.rooms.size > 0 ? [...conn.rooms] : undefined, resumed: restored?.rooms !== undefined ? true : undefined }, 'websocket connected')
@@ -386,7 +416,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   }
 
   /** @internal Counts a connection refused before the upgrade. */
-  refused (why: 'connection_limit' | 'user_limit'): void {
+  refused (why: RejectReason): void {
     this.#stats.rejected(why)
   }
 
@@ -427,6 +457,19 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   /** @internal Makes the replay log; called for each route that replays. */
   useReplay (): void {
     this.#resumption.useReplay()
+  }
+
+  /** `auth.reject: 'close'`: the upgraded socket gets an error frame and 4401/4403, and is never registered. */
+  #refuseAuth (socket: WebSocket, identity: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger, failure: AuthFailure): ManagedConnection {
+    const conn = new ManagedConnection(this.#host, socket, identity, route, log)
+    const [code, why, name] = failure.status === 401 ? [CloseCode.UNAUTHORIZED, 'unauthorized', 'UNAUTHORIZED'] as const : [CloseCode.FORBIDDEN, 'forbidden', 'FORBIDDEN'] as const
+    this.#stats.rejected(why)
+    socket.send(errorFrame(name, failure.message))
+    conn.markClosing()
+    conn.markClosed({ code, reason: failure.message, disconnectReason: why, durationMs: 0, rooms: [] })
+    conn.log.warn({ code, reason: why }, `websocket refused: ${failure.message}`)
+    safeClose(socket, code, failure.message.slice(0, 120))
+    return conn
   }
 
   #refusal (identity: ResolvedIdentity, route: RouteSettings, elsewhere: number): LimitViolation | undefined {
@@ -471,7 +514,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     for (const conn of targets) {
       if (exclude !== undefined && exclude.has(conn.id)) continue
       result.total++
-      const error = write(conn, this.#resumption.frameFor(conn, out))
+      const error = write(conn, this.#resumption.frameFor(conn, out), false, out.volatile)
       if (error === undefined) {
         result.succeeded++
       } else {
@@ -499,7 +542,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     } else {
       const out = this.#resumption.prepareEncoded(plain, { clientId: message.clientId }, message.volatile, message.id)
       const conn = this.#registry.get(message.clientId)
-      if (conn !== undefined) write(conn, this.#resumption.frameFor(conn, out))
+      if (conn !== undefined) write(conn, this.#resumption.frameFor(conn, out), false, out.volatile)
     }
   }
 
@@ -559,6 +602,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     if (conn.disconnectInfo !== undefined) return
     this.#registry.remove(conn)
     this.adapter.disconnected(conn)
+    if (conn.principal?.expiresAt !== undefined) this.#guard.expiries.delete(conn)
     const rooms = this.#rooms.leaveAll(conn)
     this.#heartbeat.delete(conn)
     conn.route.connections--

@@ -37,12 +37,38 @@ export const LimitsOptionsSchema = Type.Object({
   maxConnections: count(0, 'a non-negative integer (0 = unlimited)'),
   /** Connections of one userId; 0 means unlimited. Over it: the new connection is closed with 4409. */
   maxConnectionsPerUser: count(0, 'a non-negative integer (0 = unlimited)'),
+  /** Concurrent connections from one IP (`request.ip`, so Fastify's `trustProxy` applies); 0 means unlimited. Over it: HTTP 429. */
+  maxConnectionsPerIp: count(0, 'a non-negative integer (0 = unlimited)'),
   /** Largest inbound message in bytes; a larger one closes that socket with 1009. */
   maxMessageSize: Type.Integer({ minimum: 1, default: 1_048_576, expected: 'a positive integer number of bytes' }),
   /** Inbound messages held while no `message` listener is attached yet; one more closes with 1008. */
   maxQueuedMessages: Type.Integer({ minimum: 1, default: 100, expected: 'a positive integer' }),
   /** Bytes held in that queue; more closes with 1008. */
   maxQueuedBytes: Type.Integer({ minimum: 1, default: 1_048_576, expected: 'a positive integer number of bytes' })
+}, { additionalProperties: false, default: {}, expected: 'an object' })
+
+export const BackpressureOptionsSchema = Type.Object({
+  /** Bytes waiting in a socket's send buffer above which it counts as slow. */
+  highWaterMark: Type.Integer({ minimum: 1, default: 1_048_576, expected: 'a positive integer number of bytes' }),
+  /** Bytes a send may never take the buffer beyond: the connection is closed (1013) at once. */
+  maxBytes: Type.Integer({ minimum: 1, default: 8_388_608, expected: 'a positive integer number of bytes' }),
+  /** How long a connection may stay above the high-water mark before it is closed (1013), in ms. */
+  grace: ms(5_000),
+  /** `close`: only the rules above. `drop`: also drop volatile messages while above the high-water mark. */
+  policy: Type.Union([Type.Literal('close'), Type.Literal('drop')], { default: 'close', expected: '`close` or `drop`' })
+}, { additionalProperties: false, default: {}, expected: 'an object' })
+
+export const RateLimitOptionsSchema = Type.Object({
+  /** Inbound messages per second per connection (a token bucket); 0 means unlimited. */
+  messagesPerSecond: count(0, 'a non-negative number (0 = unlimited)'),
+  /** Messages the bucket holds: a burst allowed above the rate (default: the rate, at least 1). */
+  burst: Type.Optional(Type.Integer({ minimum: 1, expected: 'a positive integer' })),
+  /** Inbound bytes per second per connection; 0 means unlimited. The burst is one second's worth. */
+  bytesPerSecond: count(0, 'a non-negative integer (0 = unlimited)'),
+  /** Violations (dropped messages, invalid messages) tolerated within `window` before the connection is closed. */
+  maxViolations: Type.Integer({ minimum: 1, default: 10, expected: 'a positive integer' }),
+  /** The window those violations are counted in, in ms. */
+  window: ms(60_000)
 }, { additionalProperties: false, default: {}, expected: 'an object' })
 
 export const ShutdownOptionsSchema = Type.Object({
@@ -83,6 +109,13 @@ export const PluginOptionsSchema = Type.Object({
   limits: LimitsOptionsSchema,
   shutdown: ShutdownOptionsSchema,
   reconnect: ReconnectOptionsSchema,
+  backpressure: BackpressureOptionsSchema,
+  rateLimit: RateLimitOptionsSchema,
+  /**
+   * Origins allowed to open a WebSocket (`scheme://host[:port]`, exact), against cross-site
+   * WebSocket hijacking; a request without an Origin (not a browser) is allowed. Others get HTTP 403.
+   */
+  allowedOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { expected: 'an array of origins such as https://example.com' })),
   /** Wait this long for the peer's close frame after we close, then terminate (ws' own default is 30 s), in ms. */
   closeTimeout: ms(3_000),
   /** permessage-deflate: `none` (default: it costs memory and CPU per socket) or `deflate`. */
@@ -96,6 +129,8 @@ export const PluginOptionsSchema = Type.Object({
 export type HeartbeatOptions = Static<typeof HeartbeatOptionsSchema>
 export type LimitsOptions = Static<typeof LimitsOptionsSchema>
 export type ShutdownOptions = Static<typeof ShutdownOptionsSchema>
+export type BackpressureOptions = Static<typeof BackpressureOptionsSchema>
+export type RateLimitOptions = Static<typeof RateLimitOptionsSchema>
 export type HeartbeatMode = Static<typeof HeartbeatModeSchema>
 export type LogLevel = Static<typeof LogLevelSchema>
 
@@ -140,11 +175,12 @@ function copy (value: unknown): unknown {
 }
 
 /**
- * Applies defaults to a copy of `input` and checks it against `schema`.
+ * Applies defaults to a copy of `input` (unless told not to: a route's options fall back
+ * on the plugin's, not on the schema's defaults) and checks it against `schema`.
  * Returns the first problem as "Expected `field` to be …, got `…`", or the value.
  */
-export function check<S extends TSchema> (schema: S, input: unknown, prefix = ''): { value: Static<S>, problem?: undefined } | { problem: string, value?: undefined } {
-  const value = Value.Default(schema, copy(input))
+export function check<S extends TSchema> (schema: S, input: unknown, prefix = '', defaults = true): { value: Static<S>, problem?: undefined } | { problem: string, value?: undefined } {
+  const value = defaults ? Value.Default(schema, copy(input)) : input
   const first = Value.Errors(schema, value).First()
   if (first === undefined) return { value: value as Static<S> }
   const name = prefix + fieldName(first.path)

@@ -37,3 +37,8 @@ export interface Welcome {
 export function welcomeFrame (w: Welcome): Buffer {
   return Buffer.from(JSON.stringify({ type: 'welcome', v: PROTOCOL_VERSION, ...w }))
 }
+
+/** An error frame: `{ type: "error", code, message, id?, retryAfterMs? }` (see PROTOCOL.md). */
+export function errorFrame (code: string, message: string, extra?: { id?: unknown, retryAfterMs?: number }): Buffer {
+  return Buffer.from(JSON.stringify({ type: 'error', code, message, ...extra }))
+}

@@ -8,6 +8,7 @@ import type { ManagedConnection } from './connection.ts'
 export class Registry {
   #clients = new Map<string, ManagedConnection>()
   #users = new Map<string, Set<ManagedConnection>>()
+  #ips = new Map<string, number>()
 
   get size (): number {
     return this.#clients.size
@@ -24,6 +25,7 @@ export class Registry {
   /** Adds a connection; the manager has ended any connection with the same clientId first. */
   add (conn: ManagedConnection): void {
     this.#clients.set(conn.id, conn)
+    if (conn.ip !== undefined) this.#ips.set(conn.ip, (this.#ips.get(conn.ip) ?? 0) + 1)
     if (conn.userId !== undefined) {
       let set = this.#users.get(conn.userId)
       if (set === undefined) {
@@ -38,6 +40,11 @@ export class Registry {
   remove (conn: ManagedConnection): boolean {
     if (this.#clients.get(conn.id) !== conn) return false
     this.#clients.delete(conn.id)
+    if (conn.ip !== undefined) {
+      const left = this.#ips.get(conn.ip)! - 1
+      if (left === 0) this.#ips.delete(conn.ip)
+      else this.#ips.set(conn.ip, left)
+    }
     if (conn.userId !== undefined) {
       // a registered connection with a userId is always in its user's set
       const set = this.#users.get(conn.userId)!
@@ -50,6 +57,11 @@ export class Registry {
   /** The user's connections; an empty set when the user has none. */
   userConnections (userId: string): ReadonlySet<ManagedConnection> {
     return this.#users.get(userId) ?? EMPTY
+  }
+
+  /** Connections from one IP address. */
+  ipCount (ip: string): number {
+    return this.#ips.get(ip) ?? 0
   }
 
   clientIds (): IterableIterator<string> {

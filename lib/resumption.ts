@@ -51,6 +51,8 @@ export interface Outgoing {
   framed: Encoded | undefined
   /** Its id in the logs, when it was logged. */
   id?: string
+  /** Sent as volatile: never logged, and the first to go for a slow consumer. */
+  volatile?: boolean
 }
 
 /** How long a copy of another instance's log read for a resume is reused (a reconnect storm reads it once). */
@@ -114,7 +116,8 @@ export class Resumption {
 
   /** As `prepare`, for a message encoded already (one from another instance, with its id). */
   prepareEncoded (plain: Encoded, target: Target, volatile = false, id?: string): Outgoing {
-    if (this.#replay === undefined || volatile) return { plain, framed: undefined }
+    if (volatile) return { plain, framed: undefined, volatile }
+    if (this.#replay === undefined) return { plain, framed: undefined }
     const entry = this.#append(target, offset => envelope(plain, offset), id)
     return { plain, framed: { data: entry.frame, binary: false }, id: entry.id }
   }

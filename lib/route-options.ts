@@ -1,7 +1,9 @@
 import { Type } from '@sinclair/typebox'
 import { InvalidRouteOptionsError } from './errors.ts'
-import { HeartbeatModeSchema, check, show, type HeartbeatOptions, type LimitsOptions, type ResolvedOptions } from './options.ts'
+import { HeartbeatModeSchema, BackpressureOptionsSchema, RateLimitOptionsSchema, check, show, type BackpressureOptions, type HeartbeatOptions, type LimitsOptions, type RateLimitOptions, type ResolvedOptions } from './options.ts'
 import type { IdentifyFn } from './identity.ts'
+import { resolveAuth, type AuthSettings, type RouteAuthOptions } from './auth.ts'
+import { compileRouter, type MessageDefinitions, type MessageRouter } from './message-router.ts'
 
 /*
  * A route's `config.ws`: merged over the plugin's options once, when the route is
@@ -45,7 +47,24 @@ export const RouteOptionsSchema = Type.Object({
       replay: Type.Optional(Type.Boolean({ expected: 'a boolean' })),
       maxDisconnect: Type.Optional(Type.Integer({ minimum: 1, expected: 'a positive integer number of milliseconds' }))
     }, { additionalProperties: false, expected: 'an object' })
-  ], { expected: 'a boolean or { replay?, maxDisconnect? }' }))
+  ], { expected: 'a boolean or { replay?, maxDisconnect? }' })),
+  /** Slow-consumer rules for this route (over the plugin's). */
+  backpressure: Type.Optional(Type.Partial(BackpressureOptionsSchema, { additionalProperties: false, expected: 'an object' })),
+  /** Inbound rate limits for this route (over the plugin's). */
+  rateLimit: Type.Optional(Type.Partial(RateLimitOptionsSchema, { additionalProperties: false, expected: 'an object' })),
+  /** Allowed browser origins for this route (replaces the plugin's list). */
+  allowedOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { expected: 'an array of origins such as https://example.com' })),
+  /** Who may connect: see `authenticate`. */
+  auth: Type.Optional(Type.Object({
+    /** Scopes the principal must all have. */
+    scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { expected: 'an array of scope names' })),
+    /** Let clients without credentials in, as anonymous (default false). */
+    anonymous: Type.Optional(Type.Boolean({ expected: 'a boolean' })),
+    /** `http` (default): refuse with 401/403 before the upgrade. `close`: accept, send an error frame, close with 4401/4403 (browsers can read those). */
+    reject: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('close')], { expected: '`http` or `close`' })),
+    /** The query parameter a token may come in (default `access_token`); it is never logged by the plugin. */
+    queryParameter: Type.Optional(Type.String({ minLength: 1, expected: 'a non-empty string' }))
+  }, { additionalProperties: false, expected: 'an object' }))
 }, { additionalProperties: false, expected: 'an object' })
 
 /** What a route may put in `config.ws`. */
@@ -62,6 +81,27 @@ export interface RouteWsOptions {
   heartbeat?: false | Partial<HeartbeatOptions>
   /** The resume protocol (see PROTOCOL.md): `true`, or `{ replay?: boolean (default true), maxDisconnect?: ms }`. */
   reconnect?: boolean | { replay?: boolean, maxDisconnect?: number }
+  /** Slow-consumer rules for this route, over the plugin's `backpressure`. */
+  backpressure?: Partial<BackpressureOptions>
+  /** Inbound rate limits for this route, over the plugin's `rateLimit`. */
+  rateLimit?: Partial<RateLimitOptions>
+  /** Allowed browser origins (replaces the plugin's `allowedOrigins`). */
+  allowedOrigins?: string[]
+  /** Authenticates the upgrade: returns the principal, or null/undefined for none; throws to refuse. */
+  authenticate?: RouteAuthOptions['authenticate']
+  auth?: Omit<RouteAuthOptions, 'authenticate'>
+  /** Typed, validated inbound messages: `{ type: { schema?, rateLimit?, handler } }` for `{type, id?, data}` envelopes. */
+  messages?: MessageDefinitions
+}
+
+export interface ResolvedRateLimit extends RateLimitOptions {
+  burst: number
+}
+
+/** The rate limits in force, or undefined when none is set (no per-message work at all). */
+export function resolveRateLimit (options: RateLimitOptions): ResolvedRateLimit | undefined {
+  if (options.messagesPerSecond === 0 && options.bytesPerSecond === 0) return undefined
+  return { ...options, burst: options.burst ?? Math.max(1, options.messagesPerSecond) }
 }
 
 export interface RouteReconnect {
@@ -81,6 +121,14 @@ export interface RouteSettings {
   readonly heartbeat: HeartbeatOptions
   /** The resume protocol, when the route has it. */
   readonly reconnect: RouteReconnect | undefined
+  readonly backpressure: BackpressureOptions
+  /** Inbound rate limits, resolved (burst filled in); undefined when there are none. */
+  readonly rateLimit: ResolvedRateLimit | undefined
+  /** How many violations (rate limited or invalid messages) within how long close a connection. */
+  readonly violations: { maxViolations: number, window: number }
+  readonly allowedOrigins: ReadonlySet<string> | undefined
+  readonly auth: AuthSettings | undefined
+  readonly router: MessageRouter | undefined
   /** Live connections on this route. */
   connections: number
 }
@@ -96,6 +144,12 @@ export function defaultRouteSettings (options: ResolvedOptions): RouteSettings {
     routeMaxConnectionsPerUser: 0,
     heartbeat: options.heartbeat,
     reconnect: undefined,
+    backpressure: options.backpressure,
+    rateLimit: resolveRateLimit(options.rateLimit),
+    violations: { maxViolations: options.rateLimit.maxViolations, window: options.rateLimit.window },
+    allowedOrigins: undefined,
+    auth: undefined,
+    router: undefined,
     connections: 0
   }
 }
@@ -108,11 +162,13 @@ export function resolveRouteOptions (url: string, input: unknown, options: Resol
   if (input === false) return undefined
   const raw = (input ?? {}) as RouteWsOptions
   if (typeof raw !== 'object') throw new InvalidRouteOptionsError(url, `Expected \`config.ws\` to be an object or false, got \`${show(input)}\``)
-  const { identify, ...rest } = raw
-  if (identify !== undefined && typeof identify !== 'function') {
-    throw new InvalidRouteOptionsError(url, `Expected \`config.ws.identify\` to be a function, got \`${show(identify)}\``)
+  const { identify, authenticate, messages, ...rest } = raw
+  for (const [name, fn] of [['identify', identify], ['authenticate', authenticate]] as const) {
+    if (fn !== undefined && typeof fn !== 'function') {
+      throw new InvalidRouteOptionsError(url, `Expected \`config.ws.${name}\` to be a function, got \`${show(fn)}\``)
+    }
   }
-  const result = check(RouteOptionsSchema, rest, 'config.ws.')
+  const result = check(RouteOptionsSchema, rest, 'config.ws.', false)
   if (result.problem !== undefined) throw new InvalidRouteOptionsError(url, result.problem)
   const route = result.value
   if (route.managed === false) return undefined
@@ -124,6 +180,7 @@ export function resolveRouteOptions (url: string, input: unknown, options: Resol
     throw new InvalidRouteOptionsError(url, `Expected \`config.ws.heartbeat.timeout\` to be greater than the interval (${heartbeat.interval}), got \`${heartbeat.timeout}\``)
   }
   const { maxConnections = 0, maxConnectionsPerUser = 0, ...limits } = route.limits ?? {}
+  const rateLimit = { ...options.rateLimit, ...route.rateLimit }
   return {
     url,
     identify: identify ?? options.identify,
@@ -135,6 +192,16 @@ export function resolveRouteOptions (url: string, input: unknown, options: Resol
     reconnect: route.reconnect === undefined || route.reconnect === false
       ? undefined
       : { replay: true, maxDisconnect: options.reconnect.maxDisconnect, ...(route.reconnect === true ? {} : route.reconnect) },
+    backpressure: { ...options.backpressure, ...route.backpressure },
+    rateLimit: resolveRateLimit(rateLimit),
+    violations: { maxViolations: rateLimit.maxViolations, window: rateLimit.window },
+    allowedOrigins: toSet(route.allowedOrigins ?? options.allowedOrigins),
+    auth: resolveAuth(url, authenticate, route.auth),
+    router: messages === undefined ? undefined : compileRouter(url, messages),
     connections: 0
   }
+}
+
+function toSet (origins: string[] | undefined): ReadonlySet<string> | undefined {
+  return origins === undefined ? undefined : new Set(origins)
 }

@@ -1,6 +1,7 @@
 import type { RawData, WebSocket } from 'ws'
 import type { ManagedConnection } from './connection.ts'
 import { kConnection, kHost } from './symbols.ts'
+import { takeTokens } from './rate-limit.ts'
 
 /*
  * The listeners the plugin puts on every managed socket. They are shared functions
@@ -17,10 +18,14 @@ export interface SocketEvents {
   appPing (conn: ManagedConnection, now: number): void
   closed (conn: ManagedConnection, code: number, reason: string): void
   failed (conn: ManagedConnection, err: Error): void
+  rateLimited (conn: ManagedConnection, size: number): void
+  routeMessage (conn: ManagedConnection, data: RawData, isBinary: boolean): void
+  refreshAuth (conn: ManagedConnection, data: RawData): void
 }
 
 const PONG = Buffer.from('{"type":"pong"')
 const PING = Buffer.from('{"type":"ping"')
+const AUTH_REFRESH = Buffer.from('{"type":"auth.refresh"')
 
 function byteLength (data: RawData): number {
   if (Buffer.isBuffer(data)) return data.length
@@ -55,9 +60,18 @@ function onMessage (this: ManagedSocket, data: RawData, isBinary: boolean): void
       return
     }
   }
+  if (route.rateLimit !== undefined && !takeTokens(conn, route.rateLimit, size, now)) {
+    events.rateLimited(conn, size)
+    return
+  }
+  if (route.auth !== undefined && !isBinary && startsWith(data, AUTH_REFRESH)) {
+    events.refreshAuth(conn, data)
+    return
+  }
   conn.stats.messagesIn++
   conn.stats.bytesIn += size
-  conn.dispatch(data, isBinary)
+  if (route.router !== undefined) events.routeMessage(conn, data, isBinary)
+  else conn.dispatch(data, isBinary)
 }
 
 function onPong (this: ManagedSocket): void {

@@ -1,5 +1,11 @@
 import type { ConnectionStats, DisconnectReason, ManagedConnection } from './connection.ts'
 
+/** Why an upgrade was refused. */
+export type RejectReason = 'connection_limit' | 'user_limit' | 'ip_limit' | 'origin' | 'unauthorized' | 'forbidden'
+
+/** Why an inbound message was refused (the `code` of the error frame the client gets). */
+export type InboundRejection = 'RATE_LIMITED' | 'INVALID_JSON' | 'INVALID_MESSAGE' | 'UNKNOWN_TYPE' | 'VALIDATION_FAILED' | 'BINARY_NOT_ALLOWED'
+
 /** Upper bounds (ms) of the round-trip histogram buckets. */
 export const RTT_BUCKETS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000] as const
 
@@ -10,7 +16,11 @@ export interface StatsSnapshot {
   rooms: number
   connectsTotal: number
   disconnectsTotal: Partial<Record<DisconnectReason, number>>
-  rejectedTotal: Partial<Record<'connection_limit' | 'user_limit', number>>
+  rejectedTotal: Partial<Record<RejectReason, number>>
+  /** Volatile messages dropped for slow consumers. */
+  droppedTotal: number
+  /** Inbound messages refused: rate limited, invalid JSON, unknown type, failed validation, binary where text is expected. */
+  inboundRejectedTotal: Partial<Record<InboundRejection, number>>
   broadcastsTotal: number
   failedDeliveriesTotal: number
   heartbeatTimeoutsTotal: number
@@ -31,7 +41,9 @@ export interface StatsSnapshot {
 export class Stats {
   #connects = 0
   #disconnects: Partial<Record<DisconnectReason, number>> = {}
-  #rejected: Partial<Record<'connection_limit' | 'user_limit', number>> = {}
+  #rejected: Partial<Record<RejectReason, number>> = {}
+  #dropped = 0
+  #inbound: Partial<Record<InboundRejection, number>> = {}
   #broadcasts = 0
   #failedDeliveries = 0
   #timeouts = 0
@@ -54,8 +66,16 @@ export class Stats {
     this.#closed.bytesOut += stats.bytesOut
   }
 
-  rejected (why: 'connection_limit' | 'user_limit'): void {
+  rejected (why: RejectReason): void {
     this.#rejected[why] = (this.#rejected[why] ?? 0) + 1
+  }
+
+  dropped (): void {
+    this.#dropped++
+  }
+
+  inboundRejected (why: InboundRejection): void {
+    this.#inbound[why] = (this.#inbound[why] ?? 0) + 1
   }
 
   broadcast (failed: number): void {
@@ -91,6 +111,8 @@ export class Stats {
       connectsTotal: this.#connects,
       disconnectsTotal: { ...this.#disconnects },
       rejectedTotal: { ...this.#rejected },
+      droppedTotal: this.#dropped,
+      inboundRejectedTotal: { ...this.#inbound },
       broadcastsTotal: this.#broadcasts,
       failedDeliveriesTotal: this.#failedDeliveries,
       heartbeatTimeoutsTotal: this.#timeouts,

@@ -7,6 +7,8 @@ import type { RouteSettings } from './route-options.ts'
 import { normalizeIdentity, type ResolvedIdentity } from './identity.ts'
 import { checkCapacity } from './limits.ts'
 import { WebSocketStabilizerError } from './errors.ts'
+import { authenticateRequest, isFailure, type AuthFailure, type Principal } from './auth.ts'
+import type { RejectReason } from './stats.ts'
 import { kPending } from './symbols.ts'
 
 /*
@@ -23,6 +25,9 @@ interface Pending {
   route: RouteSettings
   resume: PendingResume | undefined
   elsewhere: number
+  principal: Principal | undefined
+  /** With `auth.reject: 'close'`: why the connection is to be refused once upgraded. */
+  refused: AuthFailure | undefined
 }
 
 type RawWithPending = IncomingMessage & { [kPending]?: Pending }
@@ -33,20 +38,54 @@ const RETRY_AFTER_SECONDS = '5'
 export function upgradePreHandler (manager: WsManager, route: RouteSettings): preHandlerAsyncHookHandler {
   return async function wsStabilizerPreHandler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (!request.ws) return
+    const origin = request.headers.origin
+    if (route.allowedOrigins !== undefined && origin !== undefined && !route.allowedOrigins.has(origin)) {
+      await refuse(manager, request, reply, 'origin', 403, `origin ${origin} is not allowed`)
+      return
+    }
     const full = manager.draining ? 'server shutting down' : checkCapacity(manager.registry, route, manager.options.limits.maxConnections)
     if (full !== undefined) {
-      manager.refused('connection_limit')
-      request.log.warn({ route: route.url }, `websocket upgrade refused: ${full}`)
-      await reply.code(503).header('retry-after', RETRY_AFTER_SECONDS).send({ statusCode: 503, error: 'Service Unavailable', message: full })
+      await refuse(manager, request, reply, 'connection_limit', 503, full)
       return
+    }
+    const perIp = manager.options.limits.maxConnectionsPerIp
+    if (perIp > 0 && manager.registry.ipCount(request.ip) >= perIp) {
+      await refuse(manager, request, reply, 'ip_limit', 429, `too many connections from this address (maxConnectionsPerIp ${perIp})`)
+      return
+    }
+    let principal: Principal | undefined
+    let refused: AuthFailure | undefined
+    if (route.auth !== undefined) {
+      const outcome = await authenticateRequest(route.auth, request)
+      if (isFailure(outcome)) {
+        if (route.auth.reject === 'http') {
+          await refuse(manager, request, reply, outcome.status === 401 ? 'unauthorized' : 'forbidden', outcome.status, outcome.message)
+          return
+        }
+        refused = outcome
+      } else {
+        principal = outcome
+      }
     }
     const identity = normalizeIdentity(route.identify === undefined ? undefined : await route.identify(request))
     if (typeof identity === 'string') throw new WebSocketStabilizerError(`${identity} (route ${route.url})`)
+    // the authenticated user is the user, whatever identify said
+    if (principal?.userId !== undefined) identity.userId = principal.userId
     const resume = route.reconnect === undefined ? undefined : await readResume(manager, request, route)
     const userId = resume?.session?.userId ?? identity.userId
     const elsewhere = userId !== undefined && route.limits.maxConnectionsPerUser > 0 ? await manager.connectionsElsewhere(userId) : 0
-    ;(request.raw as RawWithPending)[kPending] = { request, identity, route, resume, elsewhere }
+    ;(request.raw as RawWithPending)[kPending] = { request, identity, route, resume, elsewhere, principal, refused }
   }
+}
+
+const ERRORS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 429: 'Too Many Requests', 503: 'Service Unavailable' }
+
+/** Refuses the upgrade with an HTTP status; the reason is logged, never a token. */
+async function refuse (manager: WsManager, request: FastifyRequest, reply: FastifyReply, why: RejectReason, status: number, message: string): Promise<void> {
+  manager.refused(why)
+  request.log.warn({ route: request.routeOptions.url, reason: why }, `websocket upgrade refused: ${message}`)
+  if (status === 503 || status === 429) reply.header('retry-after', RETRY_AFTER_SECONDS)
+  await reply.code(status).send({ statusCode: status, error: ERRORS[status], message })
 }
 
 /**
@@ -77,8 +116,8 @@ export function onConnection (manager: WsManager): (socket: WebSocket, raw: Inco
     const pending = raw[kPending]
     if (pending === undefined) return
     raw[kPending] = undefined
-    const { request, identity, route, resume, elsewhere } = pending
+    const { request, identity, route, resume, elsewhere, principal, refused } = pending
     const log = manager.options.logLevel === undefined ? request.log : request.log.child({}, { level: manager.options.logLevel })
-    request.wsConnection = manager.attach(socket, identity, route, log, resume, elsewhere)
+    request.wsConnection = manager.attach(socket, identity, route, log, resume, elsewhere, { request, principal, refused })
   }
 }

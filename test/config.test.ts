@@ -25,7 +25,10 @@ async function registerError (options: unknown): Promise<Error & { code?: string
 test('defaults follow the seeds', async (t) => {
   const o = resolveOptions({})
   t.same(o.heartbeat, { enabled: true, interval: 30_000, timeout: 60_000, mode: 'ping' })
-  t.same(o.limits, { maxConnections: 0, maxConnectionsPerUser: 0, maxMessageSize: 1_048_576, maxQueuedMessages: 100, maxQueuedBytes: 1_048_576 })
+  t.same(o.limits, { maxConnections: 0, maxConnectionsPerUser: 0, maxConnectionsPerIp: 0, maxMessageSize: 1_048_576, maxQueuedMessages: 100, maxQueuedBytes: 1_048_576 })
+  t.same(o.backpressure, { highWaterMark: 1_048_576, maxBytes: 8_388_608, grace: 5000, policy: 'close' })
+  t.same(o.rateLimit, { messagesPerSecond: 0, bytesPerSecond: 0, maxViolations: 10, window: 60_000 })
+  t.equal(o.allowedOrigins, undefined)
   t.equal(o.compression, 'none')
   t.equal(o.metrics, false)
   t.equal(o.closeTimeout, 3000)
@@ -48,7 +51,11 @@ test('a bad option throws FST_WS_INVALID_OPTIONS naming the field, the expectati
     [{ colour: 'blue' }, /Unknown option `colour`/],
     [{ heartbeat: { intervall: 5 } }, /Unknown option `heartbeat\.intervall`/],
     [{ identify: 'me' }, /Expected `identify` to be a function, got `"me"`/],
-    [{ adapter: {} }, /Expected `adapter` to be an adapter object/]
+    [{ adapter: {} }, /Expected `adapter` to be an adapter object/],
+    [{ backpressure: { policy: 'skip' } }, /`backpressure\.policy` to be `close` or `drop`, got `"skip"`/],
+    [{ rateLimit: { messagesPerSecond: -1 } }, /`rateLimit\.messagesPerSecond` to be a non-negative number \(0 = unlimited\), got `-1`/],
+    [{ allowedOrigins: 'https://a.example' }, /`allowedOrigins` to be an array of origins/],
+    [{ limits: { maxConnectionsPerIp: -2 } }, /`limits\.maxConnectionsPerIp` to be a non-negative integer/]
   ]
   for (const [options, message] of cases) {
     const err = await registerError(options)

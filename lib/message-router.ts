@@ -1,0 +1,135 @@
+import type { Static, TSchema } from '@sinclair/typebox'
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import type { RawData } from 'ws'
+import type { FastifyRequest } from 'fastify'
+import type { ManagedConnection } from './connection.ts'
+import type { InboundRejection } from './stats.ts'
+import { InvalidRouteOptionsError } from './errors.ts'
+import { takeBucket, type Bucket } from './rate-limit.ts'
+
+/*
+ * Typed inbound messages: a route's `messages` maps each `type` of a `{ type, id?, data }`
+ * envelope to an optional TypeBox schema for `data`, an optional rate limit, and a
+ * handler that gets the validated data. Schemas are compiled once, when the route is added.
+ * Whatever goes wrong gets an error frame with a stable code; the handler's answer, when
+ * the message had an `id`, goes back as `{ type: "<type>.result", id, data }`.
+ */
+
+export interface MessageContext {
+  conn: ManagedConnection
+  /** The upgrade request. */
+  request: FastifyRequest
+  /** The envelope's id, when the client wants an answer. */
+  id: string | number | undefined
+}
+
+export interface MessageDefinition<S extends TSchema = TSchema> {
+  /** The schema of `data`; without one any `data` passes. */
+  schema?: S
+  /** Messages of this type per second per connection (a token bucket of `burst`, default the rate). */
+  rateLimit?: { messagesPerSecond: number, burst?: number }
+  handler: (data: Static<S>, context: MessageContext) => unknown
+}
+
+export type MessageDefinitions = Record<string, MessageDefinition<any>>
+
+/** Keeps each handler's `data` typed by its schema: `messages: defineMessages({ chat: { schema, handler } })`. */
+export function defineMessages<M extends Record<string, TSchema>> (definitions: { [K in keyof M]: MessageDefinition<M[K]> }): MessageDefinitions {
+  return definitions as MessageDefinitions
+}
+
+interface Compiled {
+  type: string
+  check: TypeCheck<TSchema> | undefined
+  rateLimit: { messagesPerSecond: number, burst: number } | undefined
+  handler: MessageDefinition['handler']
+}
+
+/** What the router reports back to the connection's manager. */
+export interface RouterEvents {
+  rejected (conn: ManagedConnection, code: InboundRejection, message: string, id: unknown): void
+  failed (conn: ManagedConnection, err: unknown, id: unknown): void
+  answer (conn: ManagedConnection, frame: string): void
+}
+
+export class MessageRouter {
+  #types = new Map<string, Compiled>()
+
+  constructor (types: Compiled[]) {
+    for (const type of types) this.#types.set(type.type, type)
+  }
+
+  /** Routes one inbound message; `buckets` holds the connection's per-type rate limits. */
+  route (conn: ManagedConnection, request: FastifyRequest, data: RawData, isBinary: boolean, events: RouterEvents, buckets: () => Map<string, Bucket>): void {
+    if (isBinary) {
+      events.rejected(conn, 'BINARY_NOT_ALLOWED', 'this route takes JSON text messages', undefined)
+      return
+    }
+    let envelope: { type?: unknown, id?: unknown, data?: unknown }
+    try {
+      envelope = JSON.parse(data.toString())
+    } catch {
+      events.rejected(conn, 'INVALID_JSON', 'the message is not JSON', undefined)
+      return
+    }
+    if (typeof envelope !== 'object' || envelope === null || typeof envelope.type !== 'string') {
+      events.rejected(conn, 'INVALID_MESSAGE', 'expected { type: string, id?, data? }', undefined)
+      return
+    }
+    const id = typeof envelope.id === 'string' || typeof envelope.id === 'number' ? envelope.id : undefined
+    const type = this.#types.get(envelope.type)
+    if (type === undefined) {
+      events.rejected(conn, 'UNKNOWN_TYPE', `unknown message type ${JSON.stringify(envelope.type).slice(0, 64)}`, id)
+      return
+    }
+    if (type.rateLimit !== undefined) {
+      const all = buckets()
+      let bucket = all.get(type.type)
+      if (bucket === undefined) all.set(type.type, bucket = { tokens: 0, refilledAt: 0 })
+      if (!takeBucket(bucket, type.rateLimit.messagesPerSecond, type.rateLimit.burst, Date.now())) {
+        events.rejected(conn, 'RATE_LIMITED', `more than ${type.rateLimit.messagesPerSecond} ${type.type} messages per second`, id)
+        return
+      }
+    }
+    if (type.check !== undefined && !type.check.Check(envelope.data)) {
+      const first = type.check.Errors(envelope.data).First()!
+      events.rejected(conn, 'VALIDATION_FAILED', `data${first.path.replaceAll('/', '.')}: ${first.message}`.slice(0, 200), id)
+      return
+    }
+    let result: unknown
+    try {
+      result = type.handler(envelope.data as never, { conn, request, id })
+    } catch (err) {
+      events.failed(conn, err, id)
+      return
+    }
+    if (result instanceof Promise) {
+      result.then(value => answer(conn, type.type, id, value, events), (err: unknown) => events.failed(conn, err, id))
+    } else {
+      answer(conn, type.type, id, result, events)
+    }
+  }
+}
+
+function answer (conn: ManagedConnection, type: string, id: string | number | undefined, value: unknown, events: RouterEvents): void {
+  if (id === undefined || value === undefined || !conn.isOpen) return
+  events.answer(conn, JSON.stringify({ type: `${type}.result`, id, data: value }))
+}
+
+/** Compiles a route's message definitions once; a bad one is a route error at startup. */
+export function compileRouter (url: string, definitions: MessageDefinitions): MessageRouter {
+  if (typeof definitions !== 'object' || definitions === null) throw new InvalidRouteOptionsError(url, 'Expected `config.ws.messages` to be an object of { schema?, rateLimit?, handler }')
+  const types: Compiled[] = []
+  for (const [type, definition] of Object.entries(definitions)) {
+    if (typeof definition?.handler !== 'function') throw new InvalidRouteOptionsError(url, `Expected \`config.ws.messages.${type}.handler\` to be a function`)
+    const rate = definition.rateLimit
+    if (rate !== undefined && !(rate.messagesPerSecond > 0)) throw new InvalidRouteOptionsError(url, `Expected \`config.ws.messages.${type}.rateLimit.messagesPerSecond\` to be a positive number`)
+    types.push({
+      type,
+      check: definition.schema === undefined ? undefined : TypeCompiler.Compile(definition.schema),
+      rateLimit: rate === undefined ? undefined : { messagesPerSecond: rate.messagesPerSecond, burst: rate.burst ?? Math.max(1, rate.messagesPerSecond) },
+      handler: definition.handler
+    })
+  }
+  return new MessageRouter(types)
+}

@@ -1,0 +1,87 @@
+import { test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import type { DisconnectInfo, WsStabilizerOptions } from '../plugin.ts'
+import { buildApp, connect, until, type TestClient } from './helpers.ts'
+
+/*
+ * Slow consumers: a client that stops reading (its socket paused) fills the server's send
+ * buffer; the plugin closes it (1013) or drops its volatile messages, and the others get
+ * everything, at full speed.
+ */
+
+const CHUNK = Buffer.alloc(256 * 1024, 1)
+
+async function app (t: Parameters<typeof buildApp>[0], backpressure: WsStabilizerOptions['backpressure'], heartbeat: WsStabilizerOptions['heartbeat'] = { interval: 20, timeout: 60_000 }): Promise<FastifyInstance> {
+  return await buildApp(t, { backpressure, heartbeat, closeTimeout: 200 }, server => {
+    server.get('/ws', { websocket: true, config: { ws: { rooms: ['all'] } } }, () => {})
+  })
+}
+
+function pause (client: TestClient): void {
+  (client.ws as unknown as { _socket: { pause (): void } })._socket.pause()
+}
+
+function disconnects (server: FastifyInstance): DisconnectInfo[] {
+  const seen: DisconnectInfo[] = []
+  server.wsManager.on('disconnect', (_conn, info) => seen.push(info))
+  return seen
+}
+
+test('a send that would take the buffer past maxBytes closes the slow consumer at once (1013); the others get every message', async (t) => {
+  const server = await app(t, { highWaterMark: 256 * 1024, maxBytes: 2 * 1024 * 1024, grace: 60_000 })
+  const ended = disconnects(server)
+  const slow = await connect(server, '/ws')
+  const good = await connect(server, '/ws')
+  pause(slow)
+  let delivered = 0
+  for (let i = 0; i < 64; i++) {
+    const result = await server.wsManager.broadcast(CHUNK)
+    delivered += result.succeeded
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  await until(() => ended.length === 1, 3000)
+  t.match(ended[0], { code: 1013, reason: 'slow consumer', disconnectReason: 'slow_consumer' })
+  let got = 0
+  while (got < 64) { await good.nextMessage(3000); got++ }
+  t.equal(got, 64, 'the reading client got all of them')
+  t.ok(delivered < 128, 'nothing more went to the slow one once it was judged')
+  t.equal(server.wsManager.getConnectionCount(), 1)
+  await good.close()
+})
+
+test('a consumer above the high-water mark for longer than grace is closed, by the next send or by the sweep', async (t) => {
+  const server = await app(t, { highWaterMark: 64 * 1024, maxBytes: 64 * 1024 * 1024, grace: 40 })
+  const ended = disconnects(server)
+  const slow = await connect(server, '/ws')
+  const good = await connect(server, '/ws')
+  pause(slow)
+  for (let i = 0; i < 48; i++) {
+    await server.wsManager.broadcast(CHUNK)
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  await until(() => ended.length === 1, 3000)
+  t.match(ended[0], { code: 1013, disconnectReason: 'slow_consumer' })
+  t.equal(server.wsManager.getStats().disconnectsTotal.slow_consumer, 1)
+  await good.close()
+})
+
+test('policy drop: volatile messages are dropped for a slow consumer and counted; it stays while under the hard cap', async (t) => {
+  const server = await app(t, { highWaterMark: 64 * 1024, maxBytes: 64 * 1024 * 1024, grace: 60_000, policy: 'drop' }, { enabled: false })
+  const ended = disconnects(server)
+  const slow = await connect(server, '/ws')
+  const good = await connect(server, '/ws')
+  pause(slow)
+  for (let i = 0; i < 48; i++) {
+    await server.wsManager.broadcast(CHUNK, { volatile: true })
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  let got = 0
+  while (got < 48) { await good.nextMessage(3000); got++ }
+  const stats = server.wsManager.getStats()
+  t.ok(stats.droppedTotal > 0, `dropped ${stats.droppedTotal} for the slow one`)
+  t.same(ended, [], 'nobody closed')
+  const sent = server.wsManager.send(server.wsManager.getActiveConnections()[0], 'not volatile')
+  t.equal(sent, true, 'a message that is not volatile still goes (under the hard cap)')
+  await good.close()
+  slow.ws.terminate()
+})
