@@ -75,7 +75,7 @@ interface JwtRequest { server: { jwt?: { verify: (token: string) => Record<strin
 /** The default `authenticate`: @fastify/jwt's `fastify.jwt.verify`, claims mapped to a principal. */
 export async function jwtAuthenticate (request: FastifyRequest, token: string | undefined): Promise<Principal | undefined> {
   const jwt = (request as unknown as JwtRequest).server.jwt
-  if (jwt === undefined) throw new WebSocketStabilizerError('config.ws.auth without authenticate needs @fastify/jwt registered')
+  if (jwt === undefined) throw Object.assign(new WebSocketStabilizerError('config.ws.auth without authenticate needs @fastify/jwt registered'), { statusCode: 500 })
   if (token === undefined) return undefined
   let claims: Record<string, unknown>
   try {
@@ -99,14 +99,18 @@ export function principalFromClaims (claims: Record<string, unknown>): Principal
 
 /**
  * Runs the route's authentication: the principal, or why the client is refused. A throw
- * with `statusCode` 403 means forbidden; any other throw means unauthorized.
+ * with `statusCode` 403 means forbidden, one with 5xx is rethrown (a server error), any
+ * other means unauthorized.
  */
 export async function authenticateRequest (auth: AuthSettings, request: FastifyRequest, token = findToken(request, auth.queryParameter)): Promise<Principal | AuthFailure | undefined> {
   let principal: Principal | null | undefined
   try {
     principal = await auth.authenticate(request, token)
   } catch (err) {
-    const status = (err as { statusCode?: number }).statusCode === 403 ? 403 : 401
+    const statusCode = (err as { statusCode?: number }).statusCode
+    // a server error (a misconfiguration, a database down) is not the client's fault: Fastify answers it
+    if (statusCode !== undefined && statusCode >= 500) throw err
+    const status = statusCode === 403 ? 403 : 401
     return { status, message: (err as Error).message !== '' ? (err as Error).message : 'authentication failed' }
   }
   if (principal === null || principal === undefined) {

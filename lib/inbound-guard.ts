@@ -76,8 +76,8 @@ export class InboundGuard implements RouterEvents {
       this.#reject(conn, 'INVALID_MESSAGE', 'expected {"type":"auth.refresh","token":"…"}', undefined)
       return
     }
-    // authenticateRequest never rejects: a throwing authenticate is a refusal
-    void authenticateRequest(conn.route.auth!, conn.request!, token).then(outcome => {
+    // a throwing authenticate is a refusal; a server error (5xx) is reported
+    authenticateRequest(conn.route.auth!, conn.request!, token).then(outcome => {
       if (!conn.isOpen) return
       if (outcome === undefined || isFailure(outcome)) {
         this.#host.end(conn, CloseCode.UNAUTHORIZED, 'refresh refused', 'unauthorized')
@@ -89,6 +89,9 @@ export class InboundGuard implements RouterEvents {
         else this.expiries.set(conn, outcome.expiresAt)
         write(conn, { data: Buffer.from(JSON.stringify({ type: 'auth.refreshed', expiresAt: outcome.expiresAt ?? null })), binary: false }, true)
       }
+    }, (err: unknown) => {
+      this.#host.fail(err, conn, 'credential refresh failed')
+      this.#host.end(conn, CloseCode.INTERNAL_ERROR, 'credential refresh failed', 'handler_error')
     })
   }
 }

@@ -23,18 +23,21 @@ export interface MessageContext {
   id: string | number | undefined
 }
 
-export interface MessageDefinition<S extends TSchema = TSchema> {
+/** The type of a message's `data`: what its schema says, or unknown without one. */
+export type DataOf<S> = S extends TSchema ? Static<S> : unknown
+
+export interface MessageDefinition<S = TSchema> {
   /** The schema of `data`; without one any `data` passes. */
   schema?: S
   /** Messages of this type per second per connection (a token bucket of `burst`, default the rate). */
   rateLimit?: { messagesPerSecond: number, burst?: number }
-  handler: (data: Static<S>, context: MessageContext) => unknown
+  handler: (data: DataOf<S>, context: MessageContext) => unknown
 }
 
 export type MessageDefinitions = Record<string, MessageDefinition<any>>
 
 /** Keeps each handler's `data` typed by its schema: `messages: defineMessages({ chat: { schema, handler } })`. */
-export function defineMessages<M extends Record<string, TSchema>> (definitions: { [K in keyof M]: MessageDefinition<M[K]> }): MessageDefinitions {
+export function defineMessages<M extends Record<string, unknown>> (definitions: { [K in keyof M]: MessageDefinition<M[K]> }): MessageDefinitions {
   return definitions as MessageDefinitions
 }
 

@@ -49,20 +49,43 @@ test('a send that would take the buffer past maxBytes closes the slow consumer a
   await good.close()
 })
 
-test('a consumer above the high-water mark for longer than grace is closed, by the next send or by the sweep', async (t) => {
-  const server = await app(t, { highWaterMark: 64 * 1024, maxBytes: 64 * 1024 * 1024, grace: 40 })
-  const ended = disconnects(server)
-  const slow = await connect(server, '/ws')
-  const good = await connect(server, '/ws')
-  pause(slow)
-  for (let i = 0; i < 48; i++) {
-    await server.wsManager.broadcast(CHUNK)
+/** Broadcasts chunks until the paused client's connection counts as slow. */
+async function fillUntilSlow (server: FastifyInstance): Promise<void> {
+  const conn = [...server.wsManager.connections()][0]
+  for (let i = 0; i < 48 && conn.slowSince === 0; i++) {
+    await server.wsManager.broadcast(CHUNK, { room: 'slow' })
     await new Promise(resolve => setImmediate(resolve))
   }
+}
+
+test('a consumer above the high-water mark for longer than grace is closed by the next send', async (t) => {
+  // the heartbeat's sweep never runs in this test: only a send can judge
+  const server = await app(t, { highWaterMark: 64 * 1024, maxBytes: 64 * 1024 * 1024, grace: 40 }, { interval: 60_000, timeout: 120_000 })
+  const ended = disconnects(server)
+  const slow = await connect(server, '/ws')
+  server.wsManager.join([...server.wsManager.connections()][0].id, 'slow')
+  const good = await connect(server, '/ws')
+  pause(slow)
+  await fillUntilSlow(server)
+  await new Promise(resolve => setTimeout(resolve, 60))
+  t.same(ended, [], 'nothing judges it while nothing is sent')
+  const result = await server.wsManager.broadcast('one more')
+  t.equal(result.succeeded, 1, 'only the good client got it')
   await until(() => ended.length === 1, 3000)
   t.match(ended[0], { code: 1013, disconnectReason: 'slow_consumer' })
   t.equal(server.wsManager.getStats().disconnectsTotal.slow_consumer, 1)
   await good.close()
+})
+
+test('a consumer above the high-water mark for longer than grace is closed by the sweep when nothing more is sent', async (t) => {
+  const server = await app(t, { highWaterMark: 64 * 1024, maxBytes: 64 * 1024 * 1024, grace: 40 })
+  const ended = disconnects(server)
+  const slow = await connect(server, '/ws')
+  server.wsManager.join([...server.wsManager.connections()][0].id, 'slow')
+  pause(slow)
+  await fillUntilSlow(server)
+  await until(() => ended.length === 1, 3000)
+  t.match(ended[0], { code: 1013, disconnectReason: 'slow_consumer' })
 })
 
 test('policy drop: volatile messages are dropped for a slow consumer and counted; it stays while under the hard cap', async (t) => {
@@ -84,4 +107,31 @@ test('policy drop: volatile messages are dropped for a slow consumer and counted
   t.equal(sent, true, 'a message that is not volatile still goes (under the hard cap)')
   await good.close()
   slow.ws.terminate()
+})
+
+test('below the high-water mark nothing happens; a consumer that catches up within grace is forgiven', async (t) => {
+  const server = await app(t, { highWaterMark: 64 * 1024, maxBytes: 64 * 1024 * 1024, grace: 60 }, { interval: 20, timeout: 60_000 })
+  const ended = disconnects(server)
+  const client = await connect(server, '/ws')
+  pause(client)
+  const conn = [...server.wsManager.connections()][0]
+  await server.wsManager.broadcast(Buffer.alloc(1024))
+  for (let i = 0; i < 24 && conn.slowSince === 0; i++) {
+    await server.wsManager.broadcast(CHUNK)
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  t.ok(conn.slowSince > 0, 'now above the high-water mark')
+  ;(client.ws as unknown as { _socket: { resume (): void } })._socket.resume()
+  await until(() => conn.socket.bufferedAmount === 0, 3000)
+  await new Promise(resolve => setTimeout(resolve, 150))
+  t.equal(conn.slowSince, 0, 'the sweep forgave it')
+  t.same(ended, [])
+  const small = Buffer.alloc(100 * 1024)
+  pause(client)
+  for (let i = 0; i < 200 && conn.socket.bufferedAmount === 0; i++) {
+    await server.wsManager.broadcast(small)
+    await new Promise(resolve => setImmediate(resolve))
+  }
+  t.ok(conn.socket.bufferedAmount > 0 && conn.slowSince === 0, 'something buffered, under the mark: fine')
+  client.ws.terminate()
 })

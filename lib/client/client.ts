@@ -1,175 +1,167 @@
 import { reconnectAdvice } from '../close-codes.ts'
-import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts'
+import { backoffDelay } from './backoff.ts'
+import { Timer, type Clock } from './clock.ts'
 import { Emitter } from './emitter.ts'
-import { ClientError, CLOSED, GAVE_UP, OPEN_TIMEOUT, QUEUE_FULL, SERVER_SILENT } from './errors.ts'
-import { fromBase64, isPing, isPong, parseFrame, type WelcomeFrame } from './frames.ts'
+import { ClientError, ClientErrorCodes as Codes } from './errors.ts'
+import { CLIENT_PING, fromBase64, isPing, isPong, parseMessage, parseWelcome, pongFor, type ResumeFailure, type WelcomeFrame } from './frames.ts'
+import { heartbeatStep } from './heartbeat.ts'
 import { MessageStream } from './message-stream.ts'
-import type { SocketConstructor, SocketLike } from './socket.ts'
+import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.ts'
+import { SendQueue } from './send-queue.ts'
+import { Session } from './session.ts'
+import type { SocketCloseEvent, SocketLike, SocketMessageEvent } from './socket.ts'
 
 /*
- * A WebSocket that comes back: reconnects with backoff and jitter as the close code
- * allows, resumes its session on routes with the resume protocol (token and offset kept
- * from the server's frames), answers and watches the heartbeat, and queues what is sent
- * while it is away. Runs in browsers (global WebSocket) and in Node (pass `ws`).
+ * A WebSocket that comes back: it reconnects with backoff and jitter when the close code
+ * allows it, resumes its session on resume-protocol routes (token and offset kept from
+ * the server's frames), answers and watches the heartbeat, and keeps what is sent while
+ * it is away. It runs in browsers (the global WebSocket) and in Node (pass `ws`).
  */
 
+/**
+ * `idle` until `connect()`; `connecting` during its first attempt; `open` (ready: on
+ * resume-protocol routes welcomed when a welcome is awaited); `reconnecting` from a drop or
+ * a failed attempt until the next connection is ready; `closed` for good (`close()`, a
+ * close code that forbids a reconnect, `maxAttempts` failed, or `reconnect: false`).
+ */
 export type ClientState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'
 
-/** What may be sent: text as it is, binary as it is, anything else as JSON. */
+/** What `send` takes: a string as a text frame, binary as a binary frame, anything else as JSON text. */
 export type Outgoing<Out> = Out | string | ArrayBuffer | ArrayBufferView
-
-export interface HeartbeatOptions {
-  /** Send a `{"type":"ping"}` this often, to measure the latency, in ms (default 25 s). */
-  interval: number
-  /** Reconnect when the server sent nothing for this long, in ms (default 60 s). */
-  timeout: number
-}
-
-export interface ClientOptions {
-  /** The WebSocket class: default `globalThis.WebSocket`; in Node pass `ws`'s. */
-  WebSocket?: SocketConstructor
-  protocols?: string | string[]
-  /** Give up an attempt that has not opened after this long, in ms (default 10 s). */
-  openTimeout?: number
-  /** Backoff settings, or false to never reconnect. */
-  reconnect?: Partial<BackoffOptions> | false
-  /**
-   * The application-level heartbeat (the server's `heartbeat.mode: 'message'`), or false.
-   * It starts once the server's first ping shows that the server speaks it.
-   */
-  heartbeat?: Partial<HeartbeatOptions> | false
-  /** Sends kept while disconnected (default 100); beyond, `send` throws WS_CLIENT_QUEUE_FULL. */
-  maxQueueSize?: number
-  /** A connection that stayed open this long resets the backoff, in ms (default 5 s). */
-  minUptime?: number
-  /** `auto` (default) finds the resume protocol from the server's welcome; `plain` ignores it. */
-  protocol?: 'auto' | 'plain'
-  /** The random source of the jitter (default Math.random). */
-  random?: () => number
-}
 
 export interface CloseInfo { code: number, reason: string, willReconnect: boolean }
 
 export interface ClientEvents<In> {
+  /** A connection is open and ready: queued sends went out just before. */
   open: []
-  /** On resume-protocol routes, the server's first frame: clientId, token, offset. */
+  /** On resume-protocol routes, each connection's first frame (clientId, token, offset). */
   welcome: [frame: WelcomeFrame]
+  /** A message: text as a string, binary as a Uint8Array, envelopes unwrapped. */
   message: [data: In]
+  /** A connection ended (or an attempt failed); `willReconnect` says whether another follows. */
   close: [info: CloseInfo]
+  /** The next attempt starts in `delay` ms; `attempt` counts from 1 since the last stable connection. */
   reconnecting: [info: { attempt: number, delay: number }]
-  /** The session came back; `replayed` missed messages follow (they arrive as `message`). */
+  /** The session came back; its `replayed` missed messages follow as `message` events. */
   resumed: [info: { replayed: number }]
-  /** The session could not come back: a fresh one started. Refetch the state you need. */
-  resumeFailed: [info: { reason: string }]
+  /** The session could not come back and a fresh one started: fetch the state you need again. */
+  resumeFailed: [info: { reason: ResumeFailure }]
+  /** Something went wrong that was not the answer to a call: see `ClientErrorCodes`. */
   error: [err: Error]
 }
 
+/** What the current connection turned out to be. */
+type Mode = 'unknown' | 'stabilizer' | 'plain'
+
+interface Waiting { resolve: () => void, reject: (err: Error) => void }
+
 export class StabilizerClient<In = unknown, Out = unknown> extends Emitter<ClientEvents<In>> {
   readonly url: string
-  #WebSocket: SocketConstructor
-  #protocols: string | string[] | undefined
-  #openTimeout: number
-  #backoff: BackoffOptions | undefined
-  #heartbeat: HeartbeatOptions | undefined
-  #maxQueueSize: number
-  #minUptime: number
-  #plain: boolean
-  #random: () => number
-
+  #latency: number | undefined = undefined
+  #options: ResolvedOptions
+  #clock: Clock
+  #timer: Timer
   #state: ClientState = 'idle'
   #socket: SocketLike | undefined = undefined
+  #mode: Mode = 'unknown'
+  #resuming = false
   #attempt = 0
-  #timer: ReturnType<typeof setTimeout> | undefined = undefined
-  #ticker: ReturnType<typeof setInterval> | undefined = undefined
   #openedAt = 0
   #lastReceived = 0
   #pingSentAt = 0
-  #lastPing = 0
-  #serverPings = false
-  #queue: Array<string | ArrayBuffer | ArrayBufferView> = []
+  #serverHeartbeat: boolean
+  #queue: SendQueue
+  #session = new Session()
   #streams = new Set<MessageStream<In>>()
-  #opened: { resolve: () => void, reject: (err: Error) => void } | undefined = undefined
-  #opening: Promise<void> | undefined = undefined
-
-  /** The session, on resume-protocol routes. */
-  clientId: string | undefined = undefined
-  #token: string | undefined = undefined
-  #offset = 0
-  #resuming = false
-  /** Round trip of the last heartbeat, in ms (undefined before the first). */
-  latency: number | undefined = undefined
+  #waiting: (Waiting & { promise: Promise<void> }) | undefined = undefined
 
   constructor (url: string, options: ClientOptions = {}) {
     super()
     this.url = url
-    const WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket
-    if (WebSocketClass === undefined) throw new TypeError('no WebSocket here: pass one as the WebSocket option (in Node: the ws package)')
-    this.#WebSocket = WebSocketClass
-    this.#protocols = options.protocols
-    this.#openTimeout = options.openTimeout ?? 10_000
-    this.#backoff = options.reconnect === false ? undefined : { ...DEFAULT_BACKOFF, ...options.reconnect }
-    this.#heartbeat = options.heartbeat === false ? undefined : { interval: 25_000, timeout: 60_000, ...options.heartbeat }
-    this.#maxQueueSize = options.maxQueueSize ?? 100
-    this.#minUptime = options.minUptime ?? 5000
-    this.#plain = options.protocol === 'plain'
-    this.#random = options.random ?? Math.random
+    this.#options = resolveOptions(options)
+    this.#clock = this.#options.clock
+    this.#timer = new Timer(this.#clock)
+    this.#queue = new SendQueue(this.#options.maxQueueSize)
+    this.#serverHeartbeat = this.#options.heartbeat?.start === 'open'
   }
 
   get state (): ClientState {
     return this.#state
   }
 
-  /** The offset of the last message received (what a resume asks from). */
+  /** Round trip of the last heartbeat ping, in ms; undefined before the first answer. */
+  get latency (): number | undefined {
+    return this.#latency
+  }
+
+  /** This client's id on resume-protocol routes, from the last welcome. */
+  get clientId (): string | undefined {
+    return this.#session.clientId
+  }
+
+  /** The offset a resume would ask from: the last one received. */
   get offset (): number {
-    return this.#offset
+    return this.#session.offset
   }
 
-  /** Sends waiting for the connection. */
+  /** How many sends wait for the connection. */
   get queued (): number {
-    return this.#queue.length
+    return this.#queue.size
   }
 
-  /** Opens the connection; resolves once it is open, rejects if it never opens (reconnects exhausted or forbidden). */
-  async connect (): Promise<void> {
-    if (this.#state === 'open') return
-    this.#opening ??= new Promise<void>((resolve, reject) => { this.#opened = { resolve, reject } })
-    const opening = this.#opening
+  /**
+   * Connects, reconnecting as the options allow; resolves when a connection is open (after
+   * its welcome when one is awaited), rejects with `WS_CLIENT_GAVE_UP` or `WS_CLIENT_CLOSED`
+   * when the client closed for good first. While connecting it returns the same promise.
+   */
+  connect (): Promise<void> {
+    if (this.#state === 'open') return Promise.resolve()
+    if (this.#waiting === undefined) {
+      let settle!: Waiting
+      const promise = new Promise<void>((resolve, reject) => { settle = { resolve, reject } })
+      this.#waiting = { promise, ...settle }
+    }
+    const { promise } = this.#waiting
     if (this.#state === 'idle' || this.#state === 'closed') {
       this.#state = 'connecting'
       this.#attempt = 0
       this.#open()
     }
-    await opening
+    return promise
   }
 
-  /** Sends now, or after the reconnect (in order) while disconnected. */
+  /**
+   * Sends now when open; otherwise keeps the frame for the next connection, in order, up to
+   * `maxQueueSize` (one more throws `WS_CLIENT_QUEUE_FULL`). Throws `WS_CLIENT_CLOSED`
+   * before `connect()` and after the client closed for good. Nothing is acknowledged: a
+   * send in the moment before a drop the client has not noticed yet can be lost.
+   */
   send (data: Outgoing<Out>): void {
-    if (this.#state === 'closed' || this.#state === 'idle') throw new ClientError(CLOSED, `send on a ${this.#state} client`)
-    const frame = typeof data === 'string' || data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? data : JSON.stringify(data)
-    // a socket that is closing already (its close event to come) is not written to either
-    const socket = this.#socket
-    if (socket?.readyState === 1) {
-      socket.send(frame)
-      return
+    if (this.#state === 'idle' || this.#state === 'closed') {
+      throw new ClientError(Codes.CLOSED, `Expected a connecting or open client, got a ${this.#state} one`)
     }
-    if (this.#queue.length >= this.#maxQueueSize) throw new ClientError(QUEUE_FULL, `${this.#queue.length} sends are waiting for the connection already (maxQueueSize)`)
-    this.#queue.push(frame)
+    const frame = typeof data === 'string' || data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? data : JSON.stringify(data)
+    if (this.#state === 'open') this.#socket!.send(frame)
+    else this.#queue.push(frame)
   }
 
-  /** Closes for good: no reconnect; queued sends are dropped. */
+  /**
+   * Closes for good with `code` (1000, or 3000-4999 as browsers require) and `reason`: no
+   * reconnect, queued sends dropped, the session ended (a later `connect()` starts afresh).
+   */
   close (code = 1000, reason = ''): void {
-    if (this.#state === 'closed' || this.#state === 'idle') return
+    if (code !== 1000 && (code < 3000 || code > 4999)) throw new RangeError(`Expected a close code of 1000 or 3000-4999, got \`${code}\``)
+    if (this.#state === 'idle' || this.#state === 'closed') return
     const socket = this.#socket
-    this.#stop()
-    this.#queue = []
     if (socket !== undefined) {
       this.#detach(socket)
       socket.close(code, reason)
     }
-    this.#finish({ code, reason, willReconnect: false })
+    this.#session.clear()
+    this.#finish({ code, reason, willReconnect: false }, new ClientError(Codes.CLOSED, 'close() was called before a connection opened'))
   }
 
-  /** The messages, as they come, until the client closes for good. */
+  /** The messages as they come, each to every iterator, until the client closes for good. */
   [Symbol.asyncIterator] (): AsyncIterator<In> {
     const stream = new MessageStream<In>(() => this.#streams.delete(stream))
     if (this.#state === 'closed') stream.end()
@@ -177,163 +169,198 @@ export class StabilizerClient<In = unknown, Out = unknown> extends Emitter<Clien
     return stream
   }
 
+  /** One attempt: a new socket, and the open timeout until it is ready. */
   #open (): void {
-    this.#timer = undefined
+    this.#resuming = this.#session.token !== undefined
+    this.#mode = this.#options.protocol === 'plain' ? 'plain' : 'unknown'
     let socket: SocketLike
     try {
-      socket = new this.#WebSocket(this.#address(), this.#protocols)
+      socket = new this.#options.WebSocket(this.#session.address(this.url), this.#options.protocols)
     } catch (err) {
-      this.emit('error', err as Error)
-      this.#lost(1006, 'could not connect')
+      // a URL the WebSocket refuses now, it will refuse on every attempt
+      const gaveUp = new ClientError(Codes.GAVE_UP, `the WebSocket could not be created: ${String(err)}`, { cause: err })
+      this.#finish({ code: 1006, reason: 'no connection', willReconnect: false }, gaveUp)
       return
     }
     this.#socket = socket
     socket.binaryType = 'arraybuffer'
-    this.#timer = setTimeout(() => {
-      this.emit('error', new ClientError(OPEN_TIMEOUT, `not open after ${this.#openTimeout} ms`))
-      this.#abandon(socket, 'open timeout')
-    }, this.#openTimeout)
-    socket.onopen = () => this.#onOpen()
-    socket.onmessage = event => this.#receive(event.data)
-    socket.onclose = event => {
-      if (socket === this.#socket) this.#lost(event.code, event.reason)
+    this.#timer.set(this.#options.openTimeout, () => {
+      this.#abandon(socket, new ClientError(Codes.OPEN_TIMEOUT, `Expected the connection to be ready within openTimeout (${this.#options.openTimeout} ms), it was not`))
+    })
+    socket.onopen = () => this.#opened()
+    socket.onmessage = (event: SocketMessageEvent) => {
+      try {
+        this.#receive(event.data)
+      } catch (err) {
+        this.emit('error', new ClientError(Codes.BAD_FRAME, `a frame could not be read: ${String(err)}`, { cause: err }))
+      }
     }
-    socket.onerror = () => {}
+    socket.onclose = (event: SocketCloseEvent) => this.#lost(event.code, event.reason)
+    socket.onerror = (event: unknown) => {
+      this.emit('error', new ClientError(Codes.SOCKET_ERROR, 'the WebSocket reported an error (its close follows)', { cause: event }))
+    }
   }
 
-  /** The URL, with the resume query when there is a session to resume. */
-  #address (): string {
-    this.#resuming = this.#token !== undefined
-    if (!this.#resuming) return this.url
-    const url = new URL(this.url)
-    url.searchParams.set('resume', this.#token!)
-    url.searchParams.set('offset', String(this.#offset))
-    return url.toString()
-  }
-
-  #onOpen (): void {
-    clearTimeout(this.#timer)
-    this.#timer = undefined
-    this.#state = 'open'
-    this.#openedAt = this.#lastReceived = this.#lastPing = Date.now()
-    if (this.#heartbeat !== undefined) {
-      const { interval, timeout } = this.#heartbeat
-      this.#ticker = setInterval(() => this.#tick(), Math.max(5, Math.min(interval, timeout) / 4))
-    }
-    const queue = this.#queue
-    this.#queue = []
-    for (const frame of queue) this.#socket!.send(frame)
-    this.emit('open')
-    this.#opened?.resolve()
-    this.#opened = this.#opening = undefined
+  #opened (): void {
+    this.#lastReceived = this.#openedAt = this.#clock.now()
+    // a resume needs its welcome (the new token, the offset) before anything else
+    if (this.#resuming || this.#options.protocol === 'stabilizer') return
+    this.#ready()
   }
 
   #receive (data: unknown): void {
-    this.#lastReceived = Date.now()
-    if (typeof data !== 'string') {
-      this.#deliver(new Uint8Array(data as ArrayBuffer) as In)
-      return
+    this.#lastReceived = this.#clock.now()
+    if (typeof data === 'string') {
+      if (isPing(data)) {
+        this.#serverPing(data)
+        return
+      }
+      if (this.#serverHeartbeat && isPong(data)) {
+        if (this.#pingSentAt > 0) this.#latency = this.#lastReceived - this.#pingSentAt
+        this.#pingSentAt = 0
+        return
+      }
+      if (this.#mode === 'unknown') {
+        const welcome = parseWelcome(data)
+        if (welcome !== undefined) {
+          this.#welcome(welcome)
+          return
+        }
+      } else if (this.#mode === 'stabilizer') {
+        const frame = parseMessage(data)
+        if (frame !== undefined) {
+          if (frame.offset !== undefined) this.#session.offset = frame.offset
+          this.#deliver((frame.binary === true ? fromBase64(frame.data as string) : frame.data) as In)
+          return
+        }
+      }
     }
-    if (isPing(data)) {
-      this.#serverPings = true
-      this.#socket!.send('{"type":"pong"}')
-      return
-    }
-    if (isPong(data) && this.#serverPings) {
-      if (this.#pingSentAt > 0) this.latency = this.#lastReceived - this.#pingSentAt
-      this.#pingSentAt = 0
-      return
-    }
-    const frame = this.#plain ? undefined : parseFrame(data)
-    if (frame === undefined) {
-      this.#deliver(data as In)
-    } else if (frame.type === 'welcome') {
-      this.#welcome(frame)
-    } else {
-      if (frame.offset !== undefined) this.#offset = frame.offset
-      this.#deliver((frame.binary === true ? fromBase64(frame.data as string) : frame.data) as In)
-    }
+    if (this.#mode === 'unknown') this.#runPlain()
+    this.#deliver((typeof data === 'string' ? data : new Uint8Array(data as ArrayBuffer)) as In)
+  }
+
+  #serverPing (ping: string): void {
+    this.#socket!.send(pongFor(ping))
+    if (this.#serverHeartbeat) return
+    this.#serverHeartbeat = true
+    if (this.#state === 'open') this.#watch()
   }
 
   #welcome (frame: WelcomeFrame): void {
-    this.clientId = frame.clientId
-    this.#token = frame.token
-    this.#offset = frame.offset
+    this.#mode = 'stabilizer'
+    this.#session.welcome(frame)
     this.emit('welcome', frame)
-    if (!this.#resuming) return
-    if (frame.resumed) this.emit('resumed', { replayed: frame.replayed ?? 0 })
-    else this.emit('resumeFailed', { reason: String(frame.resumeFailed) })
+    if (this.#resuming) {
+      if (frame.resumed) this.emit('resumed', { replayed: frame.replayed ?? 0 })
+      else this.emit('resumeFailed', { reason: frame.resumeFailed! })
+    }
+    if (this.#state !== 'open') this.#ready()
+  }
+
+  /** The first frame was not a welcome: a plain route, whatever was expected. */
+  #runPlain (): void {
+    this.#mode = 'plain'
+    if (this.#state === 'open') return
+    if (this.#options.protocol === 'stabilizer') this.emit('error', new ClientError(Codes.NOT_STABILIZER, 'Expected a welcome as the first frame (protocol: \'stabilizer\'), got a message'))
+    this.#session.clear()
+    this.#ready()
+  }
+
+  #ready (): void {
+    // a welcome or error listener may have closed the client
+    if (this.#socket === undefined) return
+    this.#timer.clear()
+    this.#state = 'open'
+    for (const frame of this.#queue.take()) this.#socket!.send(frame)
+    this.#watch()
+    const waiting = this.#waiting
+    this.#waiting = undefined
+    waiting?.resolve()
+    this.emit('open')
   }
 
   #deliver (data: In): void {
+    if (this.#socket === undefined) return
     for (const stream of this.#streams) stream.push(data)
     this.emit('message', data)
   }
 
-  /** The heartbeat: a ping every `interval` (for the latency), a reconnect when the server went silent. */
-  #tick (): void {
-    if (!this.#serverPings) return
-    const now = Date.now()
-    const { interval, timeout } = this.#heartbeat!
-    if (now - this.#lastReceived >= timeout) {
-      this.emit('error', new ClientError(SERVER_SILENT, `nothing from the server for ${now - this.#lastReceived} ms`))
-      this.#abandon(this.#socket!, 'server silent')
-    } else if (this.#pingSentAt === 0 && now - this.#lastPing >= interval) {
-      this.#pingSentAt = this.#lastPing = now
-      this.#socket!.send('{"type":"ping"}')
+  /** The heartbeat's turn of the timer, while open and once the server is known to speak it. */
+  #watch (): void {
+    const options = this.#options.heartbeat
+    if (options === undefined || !this.#serverHeartbeat) return
+    const now = this.#clock.now()
+    const step = heartbeatStep(options, now, this.#lastReceived, this.#pingSentAt)
+    if (step.silent) {
+      this.#abandon(this.#socket!, new ClientError(Codes.SERVER_SILENT, `Expected something from the server within heartbeat.timeout (${options.timeout} ms), got nothing for ${step.idle} ms`))
+      return
     }
+    if (step.ping) {
+      this.#pingSentAt = now
+      this.#socket!.send(CLIENT_PING)
+    }
+    this.#timer.set(step.wait, () => this.#watch())
   }
 
-  /** Leaves a socket that cannot be trusted to close: no close handshake to wait for. */
-  #abandon (socket: SocketLike, reason: string): void {
+  /** Leaves a socket that cannot be trusted to finish a close handshake. */
+  #abandon (socket: SocketLike, err: ClientError): void {
     this.#detach(socket)
-    const terminate = (socket as { terminate?: () => void }).terminate
-    if (terminate !== undefined) terminate.call(socket)
-    else socket.close(4000, reason)
-    this.#lost(1006, reason)
+    const { terminate } = socket as { terminate?: () => void }
+    if (typeof terminate === 'function') terminate.call(socket)
+    else socket.close(4000, 'abandoned')
+    this.#lost(1006, err.message, err)
   }
 
   #detach (socket: SocketLike): void {
     socket.onopen = socket.onmessage = socket.onclose = null
+    // ws throws an error event nobody listens to: keep a listener
+    socket.onerror = ignore
   }
 
-  /** The connection is gone: reconnect if the code and the options allow it. */
-  #lost (code: number, reason: string): void {
-    this.#stop()
+  /** The connection is gone, or an attempt failed: reconnect when the code and the options allow it. */
+  #lost (code: number, reason: string, err?: ClientError): void {
+    this.#timer.clear()
     this.#socket = undefined
-    if (this.#openedAt > 0 && Date.now() - this.#openedAt >= this.#minUptime) this.#attempt = 0
-    this.#openedAt = 0
-    const advice = reconnectAdvice(code)
-    const backoff = this.#backoff
-    if (backoff === undefined || advice === 'stop' || (backoff.maxAttempts > 0 && this.#attempt >= backoff.maxAttempts)) {
-      const why = backoff === undefined ? 'reconnect is off' : advice === 'stop' ? `close code ${code} forbids a reconnect` : `${backoff.maxAttempts} attempts failed`
-      this.#finish({ code, reason, willReconnect: false }, new ClientError(GAVE_UP, why))
+    this.#pingSentAt = 0
+    const reconnect = this.#options.reconnect
+    if (reconnect === undefined) {
+      this.#finish({ code, reason, willReconnect: false }, new ClientError(Codes.GAVE_UP, 'reconnect is off'), err)
       return
     }
-    const delay = backoffDelay(backoff, this.#attempt, this.#random, advice === 'backoff')
+    if (this.#state === 'open' && this.#clock.now() - this.#openedAt >= reconnect.resetAfter) this.#attempt = 0
+    const advice = reconnectAdvice(code)
+    const stop = advice === 'stop'
+      ? `close code ${code} means do not reconnect`
+      : reconnect.maxAttempts > 0 && this.#attempt >= reconnect.maxAttempts ? `${reconnect.maxAttempts} reconnect attempts in a row failed` : undefined
+    if (stop !== undefined) {
+      this.#finish({ code, reason, willReconnect: false }, new ClientError(Codes.GAVE_UP, stop), err)
+      return
+    }
+    const delay = backoffDelay(reconnect, this.#attempt, this.#options.random, advice === 'backoff')
     this.#attempt++
     this.#state = 'reconnecting'
+    this.#timer.set(delay, () => this.#open())
+    if (err !== undefined) this.emit('error', err)
     this.emit('close', { code, reason, willReconnect: true })
     this.emit('reconnecting', { attempt: this.#attempt, delay })
-    this.#timer = setTimeout(() => this.#open(), delay)
   }
 
-  #stop (): void {
-    clearTimeout(this.#timer)
-    clearInterval(this.#ticker)
-    this.#timer = this.#ticker = undefined
-    this.#pingSentAt = 0
-    this.#serverPings = false
-  }
-
-  #finish (info: CloseInfo, err?: ClientError): void {
+  /** Closed for good: `reason` rejects a pending `connect()`; `err` and `reason` go to the error listeners. */
+  #finish (info: CloseInfo, reason: ClientError, err?: ClientError): void {
+    this.#timer.clear()
     this.#state = 'closed'
     this.#socket = undefined
-    if (err !== undefined) this.emit('error', err)
-    this.emit('close', info)
-    for (const stream of this.#streams) stream.end()
+    this.#queue.take()
+    const streams = [...this.#streams]
     this.#streams.clear()
-    this.#opened?.reject(err ?? new ClientError(CLOSED, 'closed before it opened'))
-    this.#opened = this.#opening = undefined
+    for (const stream of streams) stream.end()
+    const waiting = this.#waiting
+    this.#waiting = undefined
+    waiting?.reject(reason)
+    if (err !== undefined) this.emit('error', err)
+    if (reason.code === Codes.GAVE_UP) this.emit('error', reason)
+    this.emit('close', info)
   }
 }
+
+function ignore (): void {}

@@ -1,21 +1,36 @@
-/** Errors of the client, each with a stable `code`. */
-export class ClientError extends Error {
-  readonly code: string
+/*
+ * The client's errors: one class, a stable `code` per failure. `send` and `close` throw
+ * theirs; the others (an attempt that failed, a silent server, giving up) go to the
+ * client's `error` listeners.
+ */
 
-  constructor (code: string, message: string) {
-    super(message)
+export const ClientErrorCodes = {
+  /** `send` while disconnected found `maxQueueSize` sends waiting already (thrown). */
+  QUEUE_FULL: 'WS_CLIENT_QUEUE_FULL',
+  /** `send` before `connect()` or after the client closed for good (thrown); `connect()` cut short by `close()` (rejected). */
+  CLOSED: 'WS_CLIENT_CLOSED',
+  /** An attempt was not ready (open, and welcomed when a welcome is awaited) within `openTimeout`. */
+  OPEN_TIMEOUT: 'WS_CLIENT_OPEN_TIMEOUT',
+  /** Nothing came from the server for `heartbeat.timeout`: the connection is left and a new one made. */
+  SERVER_SILENT: 'WS_CLIENT_SERVER_SILENT',
+  /** The WebSocket reported an error (connection refused, an HTTP status instead of the upgrade…); `cause` is its event. */
+  SOCKET_ERROR: 'WS_CLIENT_SOCKET_ERROR',
+  /** A frame could not be read (an envelope with bad base64); `cause` says why. */
+  BAD_FRAME: 'WS_CLIENT_BAD_FRAME',
+  /** `protocol: 'stabilizer'`, but the server's first frame was no welcome: the connection runs plain. */
+  NOT_STABILIZER: 'WS_CLIENT_NOT_STABILIZER',
+  /** Reconnecting stopped: a close code that forbids it, `maxAttempts` failed, reconnect off, or a URL the WebSocket refuses. */
+  GAVE_UP: 'WS_CLIENT_GAVE_UP'
+} as const
+
+export type ClientErrorCode = typeof ClientErrorCodes[keyof typeof ClientErrorCodes]
+
+export class ClientError extends Error {
+  readonly code: ClientErrorCode
+
+  constructor (code: ClientErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
     this.name = 'ClientError'
     this.code = code
   }
 }
-
-/** A send while disconnected found the queue full (`maxQueueSize`). */
-export const QUEUE_FULL = 'WS_CLIENT_QUEUE_FULL'
-/** A send after `close()`. */
-export const CLOSED = 'WS_CLIENT_CLOSED'
-/** The connection did not open within `openTimeout`. */
-export const OPEN_TIMEOUT = 'WS_CLIENT_OPEN_TIMEOUT'
-/** The server sent nothing for `heartbeat.timeout`. */
-export const SERVER_SILENT = 'WS_CLIENT_SERVER_SILENT'
-/** Reconnecting stopped: `maxAttempts` reached, or a close code that forbids it. */
-export const GAVE_UP = 'WS_CLIENT_GAVE_UP'

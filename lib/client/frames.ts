@@ -1,7 +1,9 @@
 /*
- * The server's frames, as PROTOCOL.md describes them: welcome, message envelopes with
- * offsets, and the heartbeat's ping and pong.
+ * The server's frames, as PROTOCOL.md describes them: the heartbeat's ping and pong, and
+ * on resume-protocol routes the welcome and the message envelopes.
  */
+
+export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap'
 
 export interface WelcomeFrame {
   type: 'welcome'
@@ -11,34 +13,51 @@ export interface WelcomeFrame {
   offset: number
   resumed: boolean
   replayed?: number
-  resumeFailed?: 'invalid' | 'expired' | 'unknown_session' | 'gap'
+  resumeFailed?: ResumeFailure
 }
 
 export interface MessageFrame { type: 'message', offset?: number, binary?: boolean, data: unknown }
 
-export type ServerFrame = WelcomeFrame | MessageFrame
+const PING = '{"type":"ping"'
+const PONG = '{"type":"pong"'
+
+/** What the client sends to measure the latency (the server answers with a pong). */
+export const CLIENT_PING = '{"type":"ping"}'
 
 /** Heartbeat frames are matched by their first bytes, exactly as the server writes them. */
 export function isPing (text: string): boolean {
-  return text.startsWith('{"type":"ping"')
+  return text.startsWith(PING)
 }
 
 export function isPong (text: string): boolean {
-  return text.startsWith('{"type":"pong"')
+  return text.startsWith(PONG)
 }
 
-/** Parses a text frame of the protocol; undefined for anything else. */
-export function parseFrame (text: string): ServerFrame | undefined {
-  if (!text.startsWith('{"type":')) return undefined
+/** The answer to a server ping: the same frame as a pong, so that its `ts` goes back. */
+export function pongFor (ping: string): string {
+  return PONG + ping.slice(PING.length)
+}
+
+/** A welcome frame, or undefined for anything else. */
+export function parseWelcome (text: string): WelcomeFrame | undefined {
+  return parseIf<WelcomeFrame>(text, '{"type":"welcome"')
+}
+
+/** A message envelope, or undefined for anything else (which the app gets as it came). */
+export function parseMessage (text: string): MessageFrame | undefined {
+  return parseIf<MessageFrame>(text, '{"type":"message"')
+}
+
+function parseIf<T> (text: string, head: string): T | undefined {
+  if (!text.startsWith(head)) return undefined
   try {
-    const frame = JSON.parse(text) as ServerFrame
-    return frame.type === 'welcome' || frame.type === 'message' ? frame : undefined
+    return JSON.parse(text) as T
   } catch {
     return undefined
   }
 }
 
-/** Decodes base64 without Node's Buffer (atob exists in browsers and Node 16+). */
+/** Decodes base64 without Node's Buffer: `atob` is there in browsers and in Node. */
 export function fromBase64 (text: string): Uint8Array {
   const binary = atob(text)
   const bytes = new Uint8Array(binary.length)

@@ -1,11 +1,14 @@
 /*
  * fastify-websocket-stabilizer/client: the reconnecting client, for browsers and Node.
- * It imports nothing from Node.
+ * Nothing here imports from Node.
  */
 export { StabilizerClient } from './client.ts'
-export type { ClientEvents, ClientOptions, ClientState, CloseInfo, HeartbeatOptions, Outgoing } from './client.ts'
-export { backoffCap, backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts'
-export { ClientError, CLOSED, GAVE_UP, OPEN_TIMEOUT, QUEUE_FULL, SERVER_SILENT } from './errors.ts'
-export type { WelcomeFrame } from './frames.ts'
+export type { ClientEvents, ClientState, CloseInfo, Outgoing } from './client.ts'
+export type { ClientOptions, ProtocolMode } from './options.ts'
+export { backoffCap, backoffDelay, DEFAULT_RECONNECT, type ReconnectOptions } from './backoff.ts'
+export { DEFAULT_HEARTBEAT, type HeartbeatOptions } from './heartbeat.ts'
+export type { Clock } from './clock.ts'
+export { ClientError, ClientErrorCodes, type ClientErrorCode } from './errors.ts'
+export type { MessageFrame, ResumeFailure, WelcomeFrame } from './frames.ts'
 export type { SocketConstructor, SocketLike } from './socket.ts'
-export { CloseCode, reconnectAdvice } from '../close-codes.ts'
+export { CloseCode, reconnectAdvice, type CloseCodeValue } from '../close-codes.ts'
