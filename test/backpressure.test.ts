@@ -126,12 +126,23 @@ test('below the high-water mark nothing happens; a consumer that catches up with
   await new Promise(resolve => setTimeout(resolve, 150))
   t.equal(conn.slowSince, 0, 'the sweep forgave it')
   t.same(ended, [])
-  const small = Buffer.alloc(100 * 1024)
+  client.ws.terminate()
+})
+
+test('a send while something is buffered, but under the high-water mark, goes out and judges nothing', async (t) => {
+  const server = await app(t, { highWaterMark: 16 * 1024 * 1024, maxBytes: 64 * 1024 * 1024, grace: 60 })
+  const ended = disconnects(server)
+  const client = await connect(server, '/ws')
   pause(client)
+  const conn = [...server.wsManager.connections()][0]
   for (let i = 0; i < 200 && conn.socket.bufferedAmount === 0; i++) {
-    await server.wsManager.broadcast(small)
+    await server.wsManager.broadcast(CHUNK)
     await new Promise(resolve => setImmediate(resolve))
   }
-  t.ok(conn.socket.bufferedAmount > 0 && conn.slowSince === 0, 'something buffered, under the mark: fine')
+  const buffered = conn.socket.bufferedAmount
+  t.ok(buffered > 0 && buffered <= 16 * 1024 * 1024, `${buffered} bytes buffered, under the mark`)
+  t.equal((await server.wsManager.broadcast(CHUNK)).succeeded, 1)
+  t.equal(conn.slowSince, 0, 'not slow')
+  t.same(ended, [])
   client.ws.terminate()
 })
