@@ -8,6 +8,7 @@ import { WsManager } from './lib/manager.ts'
 import { onConnection, upgradePreHandler } from './lib/upgrade.ts'
 import { connectionOf } from './lib/socket-listeners.ts'
 import { AlreadyRegisteredError } from './lib/errors.ts'
+import { registerPrometheus } from './lib/prometheus.ts'
 import './types/index.ts'
 
 const PROXY_IDLE_WARNING_MS = 55_000
@@ -19,6 +20,14 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
   const manager = new WsManager(options, log)
   fastify.decorate('wsManager', manager)
   fastify.decorateRequest('wsConnection', null)
+  if (options.prometheus !== undefined) {
+    const unregister = registerPrometheus(options.prometheus, () => ({
+      stats: manager.getStats(),
+      adapter: { name: manager.adapter.name, health: manager.adapter.health() },
+      draining: manager.draining
+    }))
+    fastify.addHook('onClose', async () => unregister())
+  }
 
   const ownsWebsocket = !fastify.hasDecorator('websocketServer')
   // ws allocates up to maxPayload before we can look at a message; routes may raise it

@@ -13,7 +13,7 @@ import { awaitClosed, type ShutdownReport } from './shutdown.ts'
 import { attachListeners } from './socket-listeners.ts'
 import { defaultRouteSettings, type RouteSettings } from './route-options.ts'
 import { normalizeIdentity, type Identity, type ResolvedIdentity } from './identity.ts'
-import { Stats, type RejectReason, type StatsSnapshot } from './stats.ts'
+import { Stats, connectionStats, userStats, type ConnectionStatsSnapshot, type RejectReason, type StatsSnapshot, type UserStatsSnapshot } from './stats.ts'
 import type { ReconnectClaims } from './tokens.ts'
 import { ClusterView } from './cluster-view.ts'
 import { InboundGuard } from './inbound-guard.ts'
@@ -429,6 +429,17 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   /** Counters and gauges; see StatsSnapshot. */
   getStats (): StatsSnapshot {
     return this.#stats.snapshot(this.#registry.size, this.#registry.userCount, this.#rooms.size, this.#registry.connections())
+  }
+
+  /** One connection's counters, round trip, send buffer and rooms; undefined when it is not connected here. */
+  getConnectionStats (clientId: string): ConnectionStatsSnapshot | undefined {
+    const conn = this.#registry.get(clientId)
+    return conn === undefined ? undefined : connectionStats(conn, conn.rooms, Date.now())
+  }
+
+  /** The sums over a user's connections on this instance (zero connections when none). */
+  getUserStats (userId: string): UserStatsSnapshot {
+    return userStats(userId, this.#registry.userConnections(userId), conn => conn.rooms)
   }
 
   // ---- internals ------------------------------------------------------------------------

@@ -3,6 +3,7 @@ import { Value, ValueErrorType } from '@sinclair/typebox/value'
 import { InvalidOptionsError } from './errors.ts'
 import type { WsAdapter } from './adapters/adapter.ts'
 import type { IdentifyFn } from './identity.ts'
+import type { PrometheusOptions } from './prometheus.ts'
 
 /*
  * The plugin's options: one TypeBox schema with a default and a doc comment per field,
@@ -142,12 +143,15 @@ export interface WsStabilizerOptions extends DeepPartial<Static<typeof PluginOpt
   identify?: IdentifyFn
   /** Delivery between instances; default: an in-memory adapter (this process only). */
   adapter?: WsAdapter
+  /** Adds the plugin's metrics to a prom-client registry (and turns `metrics` on). */
+  prometheus?: PrometheusOptions
 }
 
 /** Options after validation and defaults. */
 export interface ResolvedOptions extends Static<typeof PluginOptionsSchema> {
   identify: IdentifyFn | undefined
   adapter: WsAdapter | undefined
+  prometheus: PrometheusOptions | undefined
 }
 
 /** Turns a TypeBox path (`/heartbeat/interval`) into the option's name (`heartbeat.interval`). */
@@ -205,20 +209,36 @@ export function checkAdapter (value: unknown): void {
   }
 }
 
+const METRIC_PREFIX = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/
+
+export function checkPrometheus (value: unknown): void {
+  if (value === undefined) return
+  const p = value as Partial<PrometheusOptions>
+  if (typeof value !== 'object' || value === null || typeof p.registry?.registerMetric !== 'function' || typeof p.registry.removeSingleMetric !== 'function') {
+    throw new InvalidOptionsError(`Expected \`prometheus.registry\` to be a prom-client Registry (registerMetric, removeSingleMetric), got \`${show((value as { registry?: unknown } | null)?.registry ?? value)}\``)
+  }
+  if (p.prefix !== undefined && (typeof p.prefix !== 'string' || !METRIC_PREFIX.test(p.prefix))) {
+    throw new InvalidOptionsError(`Expected \`prometheus.prefix\` to be a metric name prefix such as \`ws_\` (letters, digits, _ and :), got \`${show(p.prefix)}\``)
+  }
+}
+
 /** Validates the plugin options once, at register. Throws `InvalidOptionsError` naming the field. */
 export function resolveOptions (input: WsStabilizerOptions | undefined): ResolvedOptions {
   if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
     throw new InvalidOptionsError(`Expected \`options\` to be an object, got \`${show(input)}\``)
   }
   // prefix and logSerializers are Fastify's own register options, not ours
-  const { identify, adapter, prefix: _prefix, logSerializers: _serializers, ...rest } = (input ?? {}) as WsStabilizerOptions & { prefix?: unknown, logSerializers?: unknown }
+  const { identify, adapter, prometheus, prefix: _prefix, logSerializers: _serializers, ...rest } = (input ?? {}) as WsStabilizerOptions & { prefix?: unknown, logSerializers?: unknown }
   checkFunction(identify, 'identify')
   checkAdapter(adapter)
+  checkPrometheus(prometheus)
   const result = check(PluginOptionsSchema, rest)
   if (result.problem !== undefined) throw new InvalidOptionsError(result.problem)
   const options = result.value
   if (options.heartbeat.timeout <= options.heartbeat.interval) {
     throw new InvalidOptionsError(`Expected \`heartbeat.timeout\` to be greater than \`heartbeat.interval\` (${options.heartbeat.interval}), got \`${options.heartbeat.timeout}\``)
   }
-  return { ...options, identify, adapter }
+  // the Prometheus histogram is the round-trip histogram
+  if (prometheus !== undefined) options.metrics = true
+  return { ...options, identify, adapter, prometheus }
 }

@@ -9,11 +9,68 @@ export type InboundRejection = 'RATE_LIMITED' | 'INVALID_JSON' | 'INVALID_MESSAG
 /** Upper bounds (ms) of the round-trip histogram buckets. */
 export const RTT_BUCKETS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000] as const
 
+/** One connection's figures: `wsManager.getConnectionStats(clientId)`. */
+export interface ConnectionStatsSnapshot extends ConnectionStats {
+  clientId: string
+  userId: string | undefined
+  route: string
+  connectedAt: Date
+  durationMs: number
+  /** The last heartbeat round trip, ms; undefined before the first. */
+  rttMs: number | undefined
+  /** Bytes waiting in its send buffer now. */
+  bufferedBytes: number
+  rooms: string[]
+}
+
+/** One user's figures over all their connections on this instance: `wsManager.getUserStats(userId)`. */
+export interface UserStatsSnapshot extends ConnectionStats {
+  userId: string
+  connections: number
+  /** Since the oldest of those connections. */
+  connectedSince: Date | undefined
+  rooms: string[]
+}
+
+/** The figures of one open connection. */
+export function connectionStats (conn: ManagedConnection, rooms: Iterable<string>, now: number): ConnectionStatsSnapshot {
+  return {
+    clientId: conn.id,
+    userId: conn.userId,
+    route: conn.route.url,
+    connectedAt: conn.connectedAt,
+    durationMs: now - conn.connectedAt.getTime(),
+    rttMs: conn.rtt,
+    bufferedBytes: conn.socket.bufferedAmount,
+    rooms: [...rooms],
+    ...conn.stats
+  }
+}
+
+/** A user's figures: the sums of their open connections. */
+export function userStats (userId: string, connections: Iterable<ManagedConnection>, roomsOf: (conn: ManagedConnection) => Iterable<string>): UserStatsSnapshot {
+  const result: UserStatsSnapshot = { userId, connections: 0, connectedSince: undefined, rooms: [], messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 }
+  const rooms = new Set<string>()
+  for (const conn of connections) {
+    result.connections++
+    if (result.connectedSince === undefined || conn.connectedAt < result.connectedSince) result.connectedSince = conn.connectedAt
+    result.messagesIn += conn.stats.messagesIn
+    result.messagesOut += conn.stats.messagesOut
+    result.bytesIn += conn.stats.bytesIn
+    result.bytesOut += conn.stats.bytesOut
+    for (const room of roomsOf(conn)) rooms.add(room)
+  }
+  result.rooms = [...rooms]
+  return result
+}
+
 export interface StatsSnapshot {
   /** Open connections, users with at least one, and non-empty rooms, on this instance. */
   connections: number
   users: number
   rooms: number
+  /** Open connections by the route (URL pattern) they came in on. */
+  connectionsByRoute: Record<string, number>
   connectsTotal: number
   disconnectsTotal: Partial<Record<DisconnectReason, number>>
   rejectedTotal: Partial<Record<RejectReason, number>>
@@ -98,7 +155,9 @@ export class Stats {
 
   snapshot (connections: number, users: number, rooms: number, open: Iterable<ManagedConnection>): StatsSnapshot {
     const totals = { ...this.#closed }
+    const byRoute: Record<string, number> = {}
     for (const conn of open) {
+      byRoute[conn.route.url] = (byRoute[conn.route.url] ?? 0) + 1
       totals.messagesIn += conn.stats.messagesIn
       totals.messagesOut += conn.stats.messagesOut
       totals.bytesIn += conn.stats.bytesIn
@@ -108,6 +167,7 @@ export class Stats {
       connections,
       users,
       rooms,
+      connectionsByRoute: byRoute,
       connectsTotal: this.#connects,
       disconnectsTotal: { ...this.#disconnects },
       rejectedTotal: { ...this.#rejected },

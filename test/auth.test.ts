@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyJwt from '@fastify/jwt'
 import WebSocket from 'ws'
 import { Writable } from 'node:stream'
-import wsStabilizer, { type DisconnectInfo, type Principal, type RouteWsOptions, type WsStabilizerOptions } from '../plugin.ts'
+import wsStabilizer, { redactUrl, tokenSafeRequestSerializer, type DisconnectInfo, type Principal, type RouteWsOptions, type WsStabilizerOptions } from '../plugin.ts'
 import { Deadlines } from '../lib/deadlines.ts'
 import { buildApp, connect, until, urlOf, TestClient } from './helpers.ts'
 
@@ -223,4 +223,27 @@ test('JWT claims to a principal; auth options checked when the route is added', 
   t.throws(() => server.get('/ws', { websocket: true, config: { ws: { auth: { anonymous: true, scopes: ['a'] } } } }, () => {}), { code: 'FST_WS_INVALID_ROUTE_OPTIONS', message: /scopes or allow anonymous clients, not both/ })
   t.throws(() => server.get('/ws2', { websocket: true, config: { ws: { authenticate: 'yes' as never } } }, () => {}), { message: /config\.ws\.authenticate` to be a function/ })
   await server.close()
+})
+
+test('tokens in URLs: with tokenSafeRequestSerializer the app\'s own request logs leave them out too', async (t) => {
+  const logs: string[] = []
+  const stream = new Writable({ write (chunk, _e, cb) { logs.push(chunk.toString()); cb() } })
+  const server = await buildApp(t, {}, server => {
+    server.get('/ws', { websocket: true, config: { ws: { authenticate: (_request, token) => lookup(token) } } }, () => {})
+  }, { logger: { level: 'info', stream, serializers: { req: tokenSafeRequestSerializer() } } })
+  const client = await open(urlOf(server, '/ws?room=a&access_token=ann:60000&x'))
+  t.equal(client.status, 101)
+  await client.client!.close()
+  const incoming = logs.find(line => line.includes('"incoming request"'))!
+  t.match(JSON.parse(incoming).req, { method: 'GET', url: '/ws?room=a&access_token=[redacted]&x', remoteAddress: '127.0.0.1' })
+  t.notOk(logs.some(line => line.includes('ann:60000')), 'in no line at all')
+})
+
+test('redactUrl: only the named parameters, however they are spelled', async (t) => {
+  t.equal(redactUrl('/ws'), '/ws')
+  t.equal(redactUrl('/ws?resume=tok&offset=4'), '/ws?resume=[redacted]&offset=4')
+  t.equal(redactUrl('/ws?access%5Ftoken=tok&access_token'), '/ws?access%5Ftoken=[redacted]&access_token', 'an encoded name; a name without a value has nothing to hide')
+  t.equal(redactUrl('/ws?%E0%A4%A=1&key=2', ['key']), '/ws?%E0%A4%A=1&key=[redacted]', 'a name that does not decode is kept as it is')
+  t.equal(redactUrl('/ws?my+token=1', ['my token']), '/ws?my+token=[redacted]')
+  t.same(tokenSafeRequestSerializer(['t'])({ method: 'GET', url: '/?t=1' }), { method: 'GET', url: '/?t=[redacted]', version: undefined, host: undefined, remoteAddress: undefined, remotePort: undefined })
 })
