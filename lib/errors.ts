@@ -55,3 +55,33 @@ export const AlreadyRegisteredError = createError(
 /** A message of a type that cannot be sent (not a string, Buffer, typed array, ArrayBuffer or JSON-serializable value). */
 export const InvalidMessageError = createError(
   'FST_WS_INVALID_MESSAGE', 'Cannot send a message of type %s: expected a string, Buffer, Uint8Array, ArrayBuffer or a JSON-serializable value', 500, Base)
+
+// ---- fastify-websocket-stabilizer/testing: each message says what was awaited or expected, on which route, and what came instead
+
+/** Nothing awaited came in time: a message, a close, or the connection's opening. */
+export const TestingTimeoutError = createError(
+  'FST_WS_TESTING_TIMEOUT', 'Timed out after %d ms waiting for %s', 500, Base)
+
+/** The socket closed before the awaited message came (messages that came before are still taken). */
+export const TestingClosedError = createError(
+  'FST_WS_TESTING_CLOSED', 'The socket to `%s` closed with %s before %s came', 500, Base)
+
+/** `send` on a socket that is closing or closed. */
+export const TestingNotOpenError = createError(
+  'FST_WS_TESTING_NOT_OPEN', 'Cannot send on the socket to `%s`: it is %s', 500, Base)
+
+/** `expectClose(code)`: the socket closed, with another code. */
+export const TestingCloseCodeError = createError(
+  'FST_WS_TESTING_CLOSE_CODE', 'Expected the socket to `%s` to close with %d, it closed with %s', 500, Base)
+
+/** The server answered the upgrade with an HTTP status; `err.statusCode` is that status. */
+export const TestingUpgradeRefusedError = createError(
+  'FST_WS_TESTING_UPGRADE_REFUSED', 'The upgrade to `%s` was refused with HTTP %d', 500, Base)
+
+/** `json()` took a message that is not JSON (binary, or text that does not parse). */
+export const TestingNotJsonError = createError(
+  'FST_WS_TESTING_NOT_JSON', 'Expected a JSON message on `%s`, got %s', 500, Base)
+
+/** `transport: 'listen'` on an app that is not listening. */
+export const TestingNotListeningError = createError(
+  'FST_WS_TESTING_NOT_LISTENING', "Cannot connect to `%s` over a port: the app is not listening (call `app.listen()` first, or use `transport: 'inject'`)", 500, Base)
