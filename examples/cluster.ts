@@ -2,14 +2,16 @@
  * Two instances of the example server as one, through Redis: `npm run example:cluster`.
  *
  *   REDIS_URL (default redis://127.0.0.1:6379), PORT (default 3001: the instances listen
- *   on PORT and PORT + 1), WS_REDIS_PREFIX (default `example`).
+ *   on PORT and PORT + 1), WS_REDIS_PREFIX (default `example`), WS_RECONNECT_SECRET (default:
+ *   one made at start, shared by the two instances).
  *
- * Connect one client to each port and chat: `{"type":"say","text":"hi"}` on one reaches
- * the other. GET /cluster on either port counts connections and users on both;
+ * Open the chat on both, http://localhost:3001/?user=ann and http://localhost:3002/?user=bob:
+ * what is said on one reaches the other, and a page resumes on either. GET /cluster on either port counts connections and users on both;
  * GET /health answers 503 while Redis is unreachable or the instance is draining, which is
  * what a load balancer's readiness probe wants.
  */
 import type { FastifyInstance } from 'fastify'
+import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { optionsFromEnv } from '../plugin.ts'
 import { RedisAdapter } from '../lib/adapters/redis.ts'
@@ -24,9 +26,12 @@ export interface ClusterOptions {
 /** Builds the two instances (not listening yet), each with a Redis adapter of its own. */
 export async function buildCluster (options: ClusterOptions): Promise<FastifyInstance[]> {
   const apps: FastifyInstance[] = []
+  const env = optionsFromEnv()
+  // one reconnect secret for both, so that a client resumes on either: WS_RECONNECT_SECRET, or one made for this run
+  const reconnect = { ...env.reconnect, secret: env.reconnect?.secret ?? randomBytes(24).toString('base64url') }
   for (let i = 0; i < 2; i++) {
     const adapter = new RedisAdapter({ url: options.redisUrl, prefix: options.prefix })
-    const app = await buildServer({ ...optionsFromEnv(), adapter }, options.logger)
+    const app = await buildServer({ ...env, reconnect, adapter }, options.logger)
     app.get('/cluster', async () => ({
       instance: app.wsManager.instanceId,
       here: app.wsManager.getConnectionCount(),

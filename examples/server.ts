@@ -1,32 +1,124 @@
 /*
- * The example server that `npm start` runs: rooms and broadcast over plain JSON.
+ * The example server that `npm start` runs: a chat with rooms whose clients come back
+ * after a drop with the messages they missed. Open http://localhost:3000/?user=alice and
+ * http://localhost:3000/?user=bob (the page is examples/chat/, it imports the compiled
+ * client from /client/index.js), or speak to ws://localhost:3000/ws?user=alice yourself.
  *
- *   connect   ws://localhost:3000/ws?user=alice      → {"type":"welcome","clientId":…,"rooms":["lobby"]}
- *   send      {"type":"join","room":"dev"}           → the room gets {"type":"joined","room":"dev","clientId":…,"user":…}
- *   send      {"type":"leave","room":"dev"}          → the room gets {"type":"left",…}
- *   send      {"type":"say","text":"hi","room":"dev"} → the room (or everyone, without room) gets {"type":"said",…}
- *   GET       /stats                                  → the manager's counters
+ * The route runs the resume protocol (PROTOCOL.md): the first frame is the plugin's
+ * welcome, then every message below arrives as {"type":"message","offset":n,"data":…}.
+ * Chat lines and notices are replayed after a resume; `state` and `users`, being the
+ * state of now, are volatile (not replayed: a resumed connection gets them afresh).
+ *
+ *   connect    ws://…/ws?user=alice           → {"type":"state","user":"alice","rooms":["lobby"],"users":{"lobby":[…]}}
+ *                                                the lobby gets {"type":"joined","room":"lobby","user":"alice"} (a new session only)
+ *   send       {"type":"join","room":"dev"}    → the room gets {"type":"joined",…}; you get a new `state`
+ *   send       {"type":"leave","room":"dev"}   → the room gets {"type":"left",…}; you get a new `state`
+ *   send       {"type":"say","room":"dev","text":"hi"} → the room (or everyone, without room) gets {"type":"said","from":"alice",…}
+ *   any change of a room's members            → the room gets {"type":"users","room":"dev","users":["alice","bob"]}
+ *   a drop                                    → `left` only if the session is not resumed within maxDisconnect
+ *   GET /stats                                → the manager's counters
+ *   POST /drop (with CHAT_DROP=1)             → cuts every connection's TCP socket, no close frame: watch the pages resume
+ *
+ * User lists and join/leave notices are this instance's view; behind several instances
+ * (examples/cluster.ts) the chat lines reach everyone and sessions resume anywhere.
  */
 import Fastify, { type FastifyInstance } from 'fastify'
+import type { Socket } from 'node:net'
+import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import wsStabilizer, { optionsFromEnv, type ManagedConnection, type WsStabilizerOptions } from '../plugin.ts'
+import wsStabilizer, { optionsFromEnv, tokenSafeRequestSerializer, type ManagedConnection, type WsStabilizerOptions } from '../plugin.ts'
+import { findDir, moduleFiles, pageFiles, serveFiles } from './static-files.ts'
 
 interface Command { type?: unknown, room?: unknown, text?: unknown }
 
-export async function buildServer (options: WsStabilizerOptions = {}, logger: boolean = false): Promise<FastifyInstance> {
-  const app = Fastify({ logger })
+const here = dirname(fileURLToPath(import.meta.url))
+const ROOM = /^[\w-]{1,32}$/
+const MAX_TEXT = 2000
+const MAX_NAME = 32
+const ANONYMOUS = 'anonymous'
+
+export interface ChatOptions {
+  /** The page's folder. Default: examples/chat, found from here in the sources and in dist/examples. */
+  page?: string
+  /** The compiled library, the folder holding client/index.js. Default: dist/lib. */
+  lib?: string
+  /**
+   * `POST /drop`: cuts the TCP socket of every connection, as a network failure would, to
+   * watch the clients resume. Default false: never on a server others can reach.
+   */
+  drop?: boolean
+}
+
+/** Where the page and the compiled client are, run from the sources (tsx, tap) or from dist/. */
+export function defaultAssets (): { page?: string, lib?: string } {
+  return {
+    page: findDir([resolve(here, 'chat'), resolve(here, '../../examples/chat')], 'index.html'),
+    lib: findDir([resolve(here, '../lib'), resolve(here, '../dist/lib')], 'client/index.js')
+  }
+}
+
+/** The chat. `chat` fields given as undefined turn the default off (no page, no client). */
+export async function buildServer (options: WsStabilizerOptions = {}, logger: boolean = false, chat: ChatOptions = {}): Promise<FastifyInstance> {
+  // resume tokens come in the query string: keep them out of the request log lines
+  const app = Fastify({ logger: logger && { serializers: { req: tokenSafeRequestSerializer() } } })
   await app.register(wsStabilizer, options)
+  const manager = app.wsManager
+  const { page, lib, drop } = { ...defaultAssets(), ...chat }
 
-  app.get('/stats', async () => app.wsManager.getStats())
+  if (page !== undefined) serveFiles(app, pageFiles(page))
+  if (lib !== undefined) {
+    serveFiles(app, moduleFiles(lib, 'client/index.js'))
+  } else {
+    app.log.warn('the compiled client was not found: the chat page needs `npm run build` first')
+    app.get('/client/index.js', async (_request, reply) => await reply.code(503).type('text/plain').send('the client is not compiled: run `npm run build`'))
+  }
+  app.get('/stats', async () => manager.getStats())
+  if (drop === true) {
+    app.post('/drop', async () => {
+      let dropped = 0
+      for (const conn of manager.connections()) {
+        (conn.socket as unknown as { _socket: Socket })._socket.destroy()
+        dropped++
+      }
+      return { dropped }
+    })
+  }
 
-  app.get<{ Querystring: { user?: string } }>('/ws', {
+  const userOf = (conn: ManagedConnection | undefined): string => conn?.userId ?? ANONYMOUS
+  const usersIn = (room: string): string[] => [...new Set(manager.getRoomMembers(room).map(id => userOf(manager.getConnection(id))))].sort()
+  /** Whether `user` has a connection in `room` other than `except`: notices are per user, not per tab. */
+  const present = (user: string, room: string, except?: string): boolean =>
+    manager.getRoomMembers(room).some(id => id !== except && userOf(manager.getConnection(id)) === user)
+  const broadcast = (message: object, room: string | undefined, extra: { volatile?: boolean, exclude?: string } = {}): void => {
+    // BroadcastFailedError (every recipient's socket failed) or ShutdownError: nothing to do in a chat
+    manager.broadcast(message, { room, ...extra }).catch((err: unknown) => app.log.debug({ err }, 'chat broadcast failed'))
+  }
+  const announce = (type: 'joined' | 'left', room: string, user: string): void => broadcast({ type, room, user, at: Date.now() }, room)
+  const sendUsers = (room: string, exclude?: string): void => broadcast({ type: 'users', room, users: usersIn(room) }, room, { volatile: true, exclude })
+  const sendState = (conn: ManagedConnection): void => {
+    const rooms = [...conn.rooms].sort()
+    conn.send({ type: 'state', clientId: conn.id, user: userOf(conn), rooms, users: Object.fromEntries(rooms.map(room => [room, usersIn(room)])) }, { volatile: true })
+  }
+  const fail = (conn: ManagedConnection, error: string): void => { conn.send({ type: 'error', error }, { volatile: true }) }
+
+  // Sessions whose connection dropped, by clientId: the timer of their `left` notices, cleared
+  // if the session resumes here (a resumed connection keeps its clientId).
+  const away = new Map<string, NodeJS.Timeout>()
+  app.addHook('onClose', async () => {
+    for (const timer of away.values()) clearTimeout(timer)
+    away.clear()
+  })
+
+  app.get('/ws', {
     websocket: true,
     config: {
       ws: {
         rooms: ['lobby'],
+        heartbeat: { mode: 'message' }, // browsers cannot see protocol pings
+        reconnect: true,
         identify: (request) => {
-          const user = (request.query as { user?: string }).user
-          return { userId: user === undefined || user === '' ? undefined : user }
+          const user = (request.query as { user?: unknown }).user
+          return { userId: typeof user === 'string' && user.trim() !== '' ? user.trim().slice(0, MAX_NAME) : undefined }
         }
       }
     }
@@ -34,30 +126,67 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
     // never null on a managed route; not open when refused (say, by a per-user limit)
     const conn = request.wsConnection as ManagedConnection
     if (!conn.isOpen) return
-    const manager = app.wsManager
-    const user = conn.userId ?? 'anonymous'
-    conn.send({ type: 'welcome', clientId: conn.id, user, rooms: [...conn.rooms] })
+    const user = userOf(conn)
+    // the metadata comes back with the session, on any instance: set on a new session only
+    const resumed = conn.metadata.chatSince !== undefined
+    conn.metadata.chatSince ??= Date.now()
+    clearTimeout(away.get(conn.id))
+    away.delete(conn.id)
+    sendState(conn)
+    for (const room of conn.rooms) {
+      if (!resumed && !present(user, room, conn.id)) announce('joined', room, user)
+      sendUsers(room, conn.id)
+    }
 
     conn.on('message', (data, isBinary) => {
       let command: Command
       try {
         command = isBinary ? {} : JSON.parse(data.toString()) as Command
       } catch {
-        conn.send({ type: 'error', error: 'invalid JSON' })
+        fail(conn, 'invalid JSON')
         return
       }
+      if (command === null || typeof command !== 'object') command = {}
       const room = typeof command.room === 'string' && command.room !== '' ? command.room : undefined
-      if (command.type === 'join' && room !== undefined) {
-        conn.join(room)
-        manager.broadcast({ type: 'joined', room, clientId: conn.id, user }, { room }).catch(() => {})
-      } else if (command.type === 'leave' && room !== undefined) {
-        conn.leave(room)
-        manager.broadcast({ type: 'left', room, clientId: conn.id, user }, { room }).catch(() => {})
-      } else if (command.type === 'say' && typeof command.text === 'string') {
-        manager.broadcast({ type: 'said', room, from: user, text: command.text }, { room }).catch(() => {})
+      if ((command.type === 'join' || command.type === 'leave') && (room === undefined || !ROOM.test(room))) {
+        fail(conn, 'a room name is 1 to 32 letters, digits, _ or -')
+      } else if (command.type === 'join') {
+        const first = !present(user, room!)
+        if (conn.join(room!)) {
+          if (first) announce('joined', room!, user)
+          sendUsers(room!)
+        }
+        sendState(conn)
+      } else if (command.type === 'leave') {
+        if (conn.leave(room!)) {
+          if (!present(user, room!)) announce('left', room!, user)
+          sendUsers(room!)
+        }
+        sendState(conn)
+      } else if (command.type === 'say' && typeof command.text === 'string' && command.text.trim() !== '') {
+        if (room !== undefined && !conn.rooms.has(room)) fail(conn, `join #${room} first`)
+        else broadcast({ type: 'said', room, from: user, text: command.text.slice(0, MAX_TEXT), at: Date.now() }, room)
       } else {
-        conn.send({ type: 'error', error: 'expected {type: "join"|"leave"|"say", room?, text?}' })
+        fail(conn, 'expected {type: "join"|"leave"|"say", room?, text?}')
       }
+    })
+
+    conn.on('close', (info) => {
+      for (const room of info.rooms) sendUsers(room)
+      // replaced: a resume took over the session while this socket was half-open; shutdown: nobody to tell
+      if (info.disconnectReason === 'replaced' || info.disconnectReason === 'server_shutdown') return
+      const gone = async (): Promise<void> => {
+        away.delete(conn.id)
+        for (const room of info.rooms) {
+          // resumed on another instance (the same clientId), or still here in another tab
+          if ((await manager.cluster.getRoomMembers(room)).includes(conn.id) || present(user, room)) continue
+          announce('left', room, user)
+        }
+      }
+      const goneLater = (): void => { gone().catch((err: unknown) => app.log.debug({ err }, 'chat presence check failed')) }
+      // a goodbye (the client's close(), a closed tab) ends the session; anything else may come back
+      if (info.disconnectReason === 'client_close' && (info.code === 1000 || info.code === 1001)) goneLater()
+      else away.set(conn.id, setTimeout(goneLater, conn.route.reconnect!.maxDisconnect).unref())
     })
   })
   return app
@@ -66,8 +195,11 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
 /* c8 ignore start: the entry point runs only under `npm start` */
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const port = Number(process.env.PORT ?? 3000)
-  const app = await buildServer(optionsFromEnv(), true)
+  const drop = process.env.CHAT_DROP === '1'
+  const app = await buildServer(optionsFromEnv(), true, { drop })
   await app.listen({ port, host: process.env.HOST ?? '0.0.0.0' })
+  app.log.info(`chat: open http://localhost:${port}/?user=alice and http://localhost:${port}/?user=bob`)
+  if (drop) app.log.info(`chat: \`curl -X POST http://localhost:${port}/drop\` cuts every connection`)
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => { app.close().catch(() => process.exit(1)) })
   }
