@@ -10,7 +10,7 @@ import { kHost, kRooms } from './symbols.ts'
 /** Why a connection ended; the `disconnectReason` of the disconnect event and log line. */
 export type DisconnectReason =
   | 'client_close' | 'network_error' | 'heartbeat_timeout' | 'replaced' | 'server_shutdown'
-  | 'server_disconnect' | 'message_too_large' | 'queue_overflow' | 'connection_limit' | 'user_limit'
+  | 'server_disconnect' | 'message_too_large' | 'queue_overflow' | 'connection_limit' | 'user_limit' | 'ip_limit'
   | 'handler_error' | 'protocol_error' | 'slow_consumer' | 'rate_limited' | 'invalid_messages'
   | 'unauthorized' | 'forbidden' | 'token_expired'
 

@@ -5,7 +5,7 @@ import { CloseCode } from './close-codes.ts'
 
 /** A refusal: why, with which close code, in words for logs and errors. */
 export interface LimitViolation {
-  reason: 'connection_limit' | 'user_limit'
+  reason: 'connection_limit' | 'user_limit' | 'ip_limit'
   code: number
   message: string
 }
@@ -13,9 +13,11 @@ export interface LimitViolation {
 /**
  * Checks whether one more connection may be registered. `replacing` is the
  * connection with the same clientId that the new one would replace: it does not count.
- * `elsewhere` is the user's connections on the other instances.
+ * `elsewhere` is the user's connections on the other instances. `ip` is the client's address
+ * (with `maxPerIp`): upgrades that raced past the pre-upgrade check (an async identify) are
+ * counted again here.
  */
-export function checkConnectionLimits (registry: Registry, route: RouteSettings, maxConnections: number, userId: string | undefined, replacing: ManagedConnection | undefined, elsewhere = 0): LimitViolation | undefined {
+export function checkConnectionLimits (registry: Registry, route: RouteSettings, maxConnections: number, userId: string | undefined, replacing: ManagedConnection | undefined, elsewhere = 0, ip?: string, maxPerIp = 0): LimitViolation | undefined {
   const instanceCount = registry.size - (replacing === undefined ? 0 : 1)
   if (maxConnections > 0 && instanceCount >= maxConnections) {
     return { reason: 'connection_limit', code: CloseCode.TRY_AGAIN_LATER, message: `this instance is at maxConnections (${maxConnections})` }
@@ -23,6 +25,9 @@ export function checkConnectionLimits (registry: Registry, route: RouteSettings,
   const routeCount = route.connections - (replacing?.route === route ? 1 : 0)
   if (route.routeMaxConnections > 0 && routeCount >= route.routeMaxConnections) {
     return { reason: 'connection_limit', code: CloseCode.TRY_AGAIN_LATER, message: `route ${route.url} is at maxConnections (${route.routeMaxConnections})` }
+  }
+  if (ip !== undefined && maxPerIp > 0 && registry.ipCount(ip) >= maxPerIp) {
+    return { reason: 'ip_limit', code: CloseCode.TRY_AGAIN_LATER, message: `too many connections from this address (maxConnectionsPerIp ${maxPerIp})` }
   }
   if (userId === undefined) return undefined
   const perUser = route.limits.maxConnectionsPerUser

@@ -378,7 +378,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       conn.principal = upgrade.principal
       if (route.router !== undefined || route.auth !== undefined) conn.request = upgrade.request
     }
-    const refusal = this.#refusal(identity, route, elsewhere)
+    const refusal = this.#refusal(identity, route, elsewhere, conn.ip)
     if (refusal !== undefined) {
       this.#stats.rejected(refusal.reason)
       conn.markClosing()
@@ -483,9 +483,9 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     return conn
   }
 
-  #refusal (identity: ResolvedIdentity, route: RouteSettings, elsewhere: number): LimitViolation | undefined {
+  #refusal (identity: ResolvedIdentity, route: RouteSettings, elsewhere: number, ip?: string): LimitViolation | undefined {
     if (this.#shutdown !== undefined) return { reason: 'connection_limit', code: this.options.shutdown.closeCode, message: 'server shutting down' }
-    return checkConnectionLimits(this.#registry, route, this.options.limits.maxConnections, identity.userId, this.#registry.get(identity.clientId), elsewhere)
+    return checkConnectionLimits(this.#registry, route, this.options.limits.maxConnections, identity.userId, this.#registry.get(identity.clientId), elsewhere, ip, this.options.limits.maxConnectionsPerIp)
   }
 
   #require (clientId: string): ManagedConnection {

@@ -94,10 +94,12 @@ export class MessageRouter {
         return
       }
     }
-    if (type.check !== undefined && !type.check.Check(envelope.data)) {
-      const first = type.check.Errors(envelope.data).First()!
-      events.rejected(conn, 'VALIDATION_FAILED', `data${first.path.replaceAll('/', '.')}: ${first.message}`.slice(0, 200), id)
-      return
+    if (type.check !== undefined) {
+      const problem = validate(type.check, envelope.data)
+      if (problem !== undefined) {
+        events.rejected(conn, 'VALIDATION_FAILED', problem, id)
+        return
+      }
     }
     let result: unknown
     try {
@@ -114,9 +116,28 @@ export class MessageRouter {
   }
 }
 
+/** Why `data` does not fit, or undefined. Data nested deeper than a recursive schema's check can go (its stack) does not fit either. */
+function validate (check: TypeCheck<TSchema>, data: unknown): string | undefined {
+  try {
+    if (check.Check(data)) return undefined
+    const first = check.Errors(data).First()!
+    return `data${first.path.replaceAll('/', '.')}: ${first.message}`.slice(0, 200)
+  } catch {
+    return 'data: too deeply nested to validate'
+  }
+}
+
+/** Sends the handler's answer; one that cannot be serialized (a BigInt, a cycle, too deep) is a handler failure. */
 function answer (conn: ManagedConnection, type: string, id: string | number | undefined, value: unknown, events: RouterEvents): void {
   if (id === undefined || value === undefined || !conn.isOpen) return
-  events.answer(conn, JSON.stringify({ type: `${type}.result`, id, data: value }))
+  let frame: string
+  try {
+    frame = JSON.stringify({ type: `${type}.result`, id, data: value })
+  } catch (err) {
+    events.failed(conn, err, id)
+    return
+  }
+  events.answer(conn, frame)
 }
 
 /** Compiles a route's message definitions once; a bad one is a route error at startup. */
