@@ -2,12 +2,13 @@ import { InvalidMessageError } from './errors.ts'
 import type { ManagedConnection } from './connection.ts'
 import { CloseCode } from './close-codes.ts'
 import { kHost } from './symbols.ts'
+import { canWriteFrame, writeFrame, type Frameable } from './frame.ts'
 
 /** What can be sent: text, binary, or any JSON-serializable value (sent as JSON text). */
 export type OutboundMessage = string | Buffer | Uint8Array | ArrayBuffer | object | number | boolean | null
 
-/** A message encoded once, ready to be written to any number of sockets. */
-export interface Encoded {
+/** A message encoded once, ready to be written to any number of sockets (and framed once for all of them). */
+export interface Encoded extends Frameable {
   readonly data: Buffer
   readonly binary: boolean
   /** Text that is JSON (an encoded value), not a plain string. */
@@ -57,7 +58,9 @@ export function write (conn: ManagedConnection, message: Encoded, control = fals
     conn.slowSince = 0
   }
   try {
-    socket.send(message.data, message.binary ? BINARY : TEXT)
+    // the frame made once for every recipient, when ws would write the same bytes (see frame.ts)
+    if (canWriteFrame(socket)) writeFrame(socket, message, conn.route.backpressure.highWaterMark)
+    else socket.send(message.data, message.binary ? BINARY : TEXT)
   /* c8 ignore next 3: ws does not throw on an open socket today; this keeps one bad socket from ending a broadcast loop if it ever does */
   } catch (err) {
     return (err as Error).message
