@@ -479,3 +479,25 @@ test('a server ping before the welcome is answered; the watch starts once the co
   await until(() => clientPings > 0, 2000)
   t.pass('the watch runs: a ping after 20 ms of quiet')
 })
+
+test('a first server ping on an open connection starts the watch at once; later ones are only answered', async (t) => {
+  let clientPings = 0
+  let pongs = 0
+  const url = await bareServer(t, socket => {
+    socket.on('message', data => {
+      const text = data.toString()
+      if (text === 'go') socket.send('{"type":"ping","ts":7}')
+      else if (text.includes('"pong"')) pongs++
+      else if (text.includes('"ping"')) clientPings++
+    })
+  })
+  const c = client(t, url, { heartbeat: { interval: 20, timeout: 5000 } })
+  await c.connect()
+  t.equal(c.state, 'open')
+  c.send('go')
+  await until(() => clientPings > 0, 2000, 'a ping of its own after 20 ms of quiet')
+  t.pass('the watch started on the open connection')
+  c.send('go')
+  await until(() => pongs === 2, 2000, 'the second ping answered too')
+  t.equal(c.state, 'open')
+})
