@@ -2,6 +2,7 @@ import { test } from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import WebSocket from 'ws'
+import { Redis } from 'ioredis'
 import { RedisAdapter } from '../lib/adapters/redis.ts'
 import { buildApp, connect, TestClient, until } from './helpers.ts'
 import { redisAvailable, startRedis } from './redis-server.ts'
@@ -34,6 +35,15 @@ test('an instance killed without shutdown: its presence expires, and its client 
   const first = await client.json<Frame>()
   t.match(first, { data: { n: 1 } })
 
+  // the child copies its log to Redis at the end of its turn: kill it once that copy holds
+  // the message, or the client would hold an offset no copy covers (a gap, rightly)
+  const redisClient = new Redis(redis.url)
+  t.teardown(() => redisClient.disconnect())
+  await until(async () => {
+    const keys = await redisClient.keys('crash:log:*')
+    const lengths = await Promise.all(keys.map(async key => await redisClient.xlen(key)))
+    return lengths.filter(n => n >= 1).length === 2
+  }, 3000, 'both instances\' log copies hold the message')
   child.kill('SIGKILL')
   t.equal((await client.closed).code, 1006)
   await a.wsManager.broadcast({ n: 2 }, { room: 'ops' })
