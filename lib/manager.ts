@@ -434,12 +434,12 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   /** One connection's counters, round trip, send buffer and rooms; undefined when it is not connected here. */
   getConnectionStats (clientId: string): ConnectionStatsSnapshot | undefined {
     const conn = this.#registry.get(clientId)
-    return conn === undefined ? undefined : connectionStats(conn, conn.rooms, Date.now())
+    return conn === undefined ? undefined : connectionStats(conn, Date.now())
   }
 
   /** The sums over a user's connections on this instance (zero connections when none). */
   getUserStats (userId: string): UserStatsSnapshot {
-    return userStats(userId, this.#registry.userConnections(userId), conn => conn.rooms)
+    return userStats(userId, this.#registry.userConnections(userId))
   }
 
   // ---- internals ------------------------------------------------------------------------

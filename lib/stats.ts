@@ -32,8 +32,16 @@ export interface UserStatsSnapshot extends ConnectionStats {
   rooms: string[]
 }
 
+/** Adds a connection's message and byte counters to `total`. */
+function addTo (total: ConnectionStats, stats: ConnectionStats): void {
+  total.messagesIn += stats.messagesIn
+  total.messagesOut += stats.messagesOut
+  total.bytesIn += stats.bytesIn
+  total.bytesOut += stats.bytesOut
+}
+
 /** The figures of one open connection. */
-export function connectionStats (conn: ManagedConnection, rooms: Iterable<string>, now: number): ConnectionStatsSnapshot {
+export function connectionStats (conn: ManagedConnection, now: number): ConnectionStatsSnapshot {
   return {
     clientId: conn.id,
     userId: conn.userId,
@@ -42,23 +50,20 @@ export function connectionStats (conn: ManagedConnection, rooms: Iterable<string
     durationMs: now - conn.connectedAt.getTime(),
     rttMs: conn.rtt,
     bufferedBytes: conn.socket.bufferedAmount,
-    rooms: [...rooms],
+    rooms: [...conn.rooms],
     ...conn.stats
   }
 }
 
 /** A user's figures: the sums of their open connections. */
-export function userStats (userId: string, connections: Iterable<ManagedConnection>, roomsOf: (conn: ManagedConnection) => Iterable<string>): UserStatsSnapshot {
+export function userStats (userId: string, connections: Iterable<ManagedConnection>): UserStatsSnapshot {
   const result: UserStatsSnapshot = { userId, connections: 0, connectedSince: undefined, rooms: [], messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 }
   const rooms = new Set<string>()
   for (const conn of connections) {
     result.connections++
     if (result.connectedSince === undefined || conn.connectedAt < result.connectedSince) result.connectedSince = conn.connectedAt
-    result.messagesIn += conn.stats.messagesIn
-    result.messagesOut += conn.stats.messagesOut
-    result.bytesIn += conn.stats.bytesIn
-    result.bytesOut += conn.stats.bytesOut
-    for (const room of roomsOf(conn)) rooms.add(room)
+    addTo(result, conn.stats)
+    for (const room of conn.rooms) rooms.add(room)
   }
   result.rooms = [...rooms]
   return result
@@ -117,10 +122,7 @@ export class Stats {
 
   disconnected (why: DisconnectReason, stats: ConnectionStats): void {
     this.#disconnects[why] = (this.#disconnects[why] ?? 0) + 1
-    this.#closed.messagesIn += stats.messagesIn
-    this.#closed.messagesOut += stats.messagesOut
-    this.#closed.bytesIn += stats.bytesIn
-    this.#closed.bytesOut += stats.bytesOut
+    addTo(this.#closed, stats)
   }
 
   rejected (why: RejectReason): void {
@@ -158,10 +160,7 @@ export class Stats {
     const byRoute: Record<string, number> = {}
     for (const conn of open) {
       byRoute[conn.route.url] = (byRoute[conn.route.url] ?? 0) + 1
-      totals.messagesIn += conn.stats.messagesIn
-      totals.messagesOut += conn.stats.messagesOut
-      totals.bytesIn += conn.stats.bytesIn
-      totals.bytesOut += conn.stats.bytesOut
+      addTo(totals, conn.stats)
     }
     const snapshot: StatsSnapshot = {
       connections,
