@@ -52,6 +52,10 @@ export const InvalidRouteOptionsError = createError(
 export const AlreadyRegisteredError = createError(
   'FST_WS_ALREADY_REGISTERED', 'fastify-websocket-stabilizer is already registered on this instance; register it once, at the root', 500, Base)
 
+/** `wsConnectionOf(request)` on a request that has no managed connection: not a WebSocket request, or an unmanaged route. */
+export const NotManagedError = createError(
+  'FST_WS_NOT_MANAGED', 'Expected a WebSocket request on a route the plugin manages, got %s %s: %s', 500, Base)
+
 /** A message of a type that cannot be sent (not a string, Buffer, typed array, ArrayBuffer or JSON-serializable value). */
 export const InvalidMessageError = createError(
   'FST_WS_INVALID_MESSAGE', 'Cannot send a message of type %s: expected a string, Buffer, Uint8Array, ArrayBuffer or a JSON-serializable value', 500, Base)

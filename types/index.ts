@@ -1,4 +1,6 @@
-import type {} from '@fastify/websocket'
+// Kept in the emitted .d.ts (`preserve`), where a type-only import that names nothing is
+// dropped: it brings @fastify/websocket's augmentation of fastify to every consumer.
+/// <reference types="@fastify/websocket" preserve="true" />
 import type { WsManager } from '../lib/manager.ts'
 import type { ManagedConnection } from '../lib/connection.ts'
 import type { RouteWsOptions } from '../lib/route-options.ts'

@@ -3,7 +3,7 @@ import Fastify from 'fastify'
 import type { WebSocket } from 'ws'
 import wsStabilizer, {
   type BroadcastResult, type DisconnectInfo, type ManagedConnection, type ReconnectClaims, type RouteWsOptions, type ShutdownReport, type WsManager,
-  CloseCode, ConnectionNotFoundError, optionsFromEnv, version
+  CloseCode, ConnectionNotFoundError, NotManagedError, optionsFromEnv, version, wsConnectionOf
 } from '../plugin.ts'
 
 const app = Fastify()
@@ -39,6 +39,17 @@ test('route config.ws and the websocket handler', () => {
     conn.on('close', info => { expect(info).type.toBe<DisconnectInfo>() })
   })
   expect(app.get).type.not.toBeCallableWith('/x', { websocket: true, config: { ws: { rooms: 'a' } } }, () => {})
+})
+
+test('wsConnectionOf(request): the managed connection, no null check', () => {
+  app.get<{ Params: { room: string }, Querystring: { user: string } }>('/typed/:room', { websocket: true }, (socket, request) => {
+    expect(wsConnectionOf(request)).type.toBe<ManagedConnection>()
+    expect(request.wsConnection).type.toBe<ManagedConnection | null>()
+    expect(wsConnectionOf).type.not.toBeCallableWith(socket)
+    expect(wsConnectionOf).type.not.toBeCallableWith(request.wsConnection)
+  })
+  app.route({ method: 'GET', url: '/both', handler: async (request) => wsConnectionOf(request).id, wsHandler: (_socket, request) => { expect(wsConnectionOf(request)).type.toBe<ManagedConnection>() } })
+  expect(new NotManagedError('GET', '/x', 'why').code).type.toBe<'FST_WS_NOT_MANAGED'>()
 })
 
 test('manager API', async () => {
