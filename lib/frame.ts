@@ -9,14 +9,16 @@ import type { WebSocket } from 'ws'
  * Writes a socket gets in the same tick after its first are corked and go out together at
  * the end of the tick (one writev instead of one write syscall each), or as soon as
  * `CORK_LIMIT` bytes (or the caller's limit, its high-water mark) are waiting: held bytes
- * count in `bufferedAmount`, and holding more would make a fast client look slow.
+ * count in the socket's write buffer (`waitingBytes`), and holding more would make a fast
+ * client look slow.
  *
  * The frame is only valid when ws would write exactly those bytes: a server socket, with no
  * permessage-deflate (which may compress the message), whose sender is idle (not
  * compressing, nothing queued behind a compression, not in the middle of a fragmented
- * message). In every other case `canWriteFrame` says no and the caller uses
- * `socket.send()`. Bytes written here count in `socket.bufferedAmount` as ws's own do: ws
- * reads it from the net.Socket's write buffer.
+ * message; the caller holds its messages while the app's fragment is open). In every other
+ * case `canWriteFrame` says no and the caller uses `socket.send()`. Bytes written here wait
+ * in the net.Socket's write buffer as ws's own do, so `waitingBytes` (and ws'
+ * `bufferedAmount`) count them.
  *
  * This file is also the one place that reads ws's other internals: what waits on a socket
  * (`waitingBytes`, `compressingBytes`), whether the app has a fragmented message open

@@ -56,6 +56,7 @@ export const BackpressureOptionsSchema = Type.Object({
   /**
    * Bytes of a socket's messages waiting for permessage-deflate (ws compresses them one at a time,
    * on zlib's thread pool): a send that would go past it closes the connection (1013) at once.
+   * Only with `compression: 'deflate'`.
    */
   maxDeflateBytes: Type.Integer({ minimum: 1, default: 67_108_864, expected: 'a positive integer number of bytes' }),
   /** How long a connection may stay above the high-water mark before it is closed (1013), in ms. */

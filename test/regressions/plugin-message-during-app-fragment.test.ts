@@ -40,9 +40,11 @@ for (const compression of ['none', 'deflate'] as const) {
     await until(() => conn.held?.messages.length === 4, 2000, 'the pong held too')
     t.equal(conn.stats.messagesOut, 0, 'nothing written yet: nothing counted as sent')
     t.ok(await client.silentFor(30), 'the client has no whole message yet')
+    sockets[0].send('-mid-', { fin: false })
+    t.equal(conn.held?.messages.length, 4, 'a middle fragment: still held')
     sockets[0].send('part2', { fin: true })
     const got = await texts(client, 5)
-    t.same(got.slice(0, 4), ['part1part2', 'plugin broadcast', '{"n":2}', 'x'.repeat(2048)])
+    t.same(got.slice(0, 4), ['part1-mid-part2', 'plugin broadcast', '{"n":2}', 'x'.repeat(2048)])
     t.match(JSON.parse(got[4]), { type: 'pong' })
     t.equal(conn.stats.messagesOut, 3, 'counted once written')
     // the socket is back to normal: later messages go straight out
