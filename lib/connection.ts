@@ -2,7 +2,7 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Principal } from './auth.ts'
 import type { Bucket } from './rate-limit.ts'
 import type { RawData, WebSocket } from 'ws'
-import type { OutboundMessage } from './outbound.ts'
+import type { Held, OutboundMessage } from './outbound.ts'
 import type { RouteSettings } from './route-options.ts'
 import type { SocketEvents } from './socket-listeners.ts'
 import { kHost, kRooms } from './symbols.ts'
@@ -80,6 +80,8 @@ export class ManagedConnection {
   pingSentAt = 0
   /** @internal Since when its send buffer has been above the high-water mark; 0 when it is not. */
   slowSince = 0
+  /** @internal Plugin messages waiting for the app's open fragmented message to end (outbound.ts); undefined when none. */
+  held: Held | undefined = undefined
   /** @internal Inbound rate limiting: tokens left (messages, bytes), when last refilled, violations in the window. */
   tokens = 0
   byteTokens = 0

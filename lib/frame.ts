@@ -9,22 +9,37 @@ import type { WebSocket } from 'ws'
  * Writes a socket gets in the same tick after its first are corked and go out together at
  * the end of the tick (one writev instead of one write syscall each), or as soon as
  * `CORK_LIMIT` bytes (or the caller's limit, its high-water mark) are waiting: held bytes
- * count in `bufferedAmount`, and holding more would make a fast client look slow.
+ * count in the socket's write buffer (`waitingBytes`), and holding more would make a fast
+ * client look slow.
  *
  * The frame is only valid when ws would write exactly those bytes: a server socket, with no
  * permessage-deflate (which may compress the message), whose sender is idle (not
  * compressing, nothing queued behind a compression, not in the middle of a fragmented
- * message). In every other case `canWriteFrame` says no and the caller uses
- * `socket.send()`. Bytes written here count in `socket.bufferedAmount` as ws's own do: ws
- * reads it from the net.Socket's write buffer.
+ * message; the caller holds its messages while the app's fragment is open). In every other
+ * case `canWriteFrame` says no and the caller uses `socket.send()`. Bytes written here wait
+ * in the net.Socket's write buffer as ws's own do, so `waitingBytes` (and ws'
+ * `bufferedAmount`) count them.
+ *
+ * This file is also the one place that reads ws's other internals: what waits on a socket
+ * (`waitingBytes`, `compressingBytes`), whether the app has a fragmented message open
+ * (`fragmentOpen`, `whenFragmentEnds`), and ws's deflate threshold (`sendOptions`).
  */
 
 /** What the fast path reads of a ws WebSocket; when ws changes these, it is not taken. */
 interface WsInternals {
   _isServer?: boolean
   _socket?: Socket | null
-  _sender?: { _state: number, _queue: unknown[], _firstFragment: boolean }
-  _extensions?: Record<string, unknown>
+  _sender?: Sender
+  _extensions?: Record<string, { _threshold?: number } | undefined>
+}
+
+/** What the fast path and the fragment watch read of ws's Sender. */
+interface Sender {
+  _state: number
+  _queue: unknown[]
+  _firstFragment: boolean
+  _bufferedBytes: number
+  send: (...args: unknown[]) => void
 }
 
 interface FrameOptions { fin: boolean, opcode: number, mask: boolean, readOnly: boolean, rsv1: boolean }
@@ -118,4 +133,62 @@ export function writeFrame (socket: WebSocket, message: Frameable, limit: number
   }
   // held long enough: out now, and written at once for the rest of the tick (kCorkedIn stays)
   if (tracked[kCorkedIn] === tick && raw.writableCorked > 0 && raw.writableLength > (limit < CORK_LIMIT ? limit : CORK_LIMIT)) raw.uncork()
+}
+
+/**
+ * Bytes waiting on the socket itself: in its net.Socket's write buffer (corked ones too),
+ * what a client that stops reading fills. Unlike ws's `bufferedAmount`, it leaves out
+ * the messages waiting for permessage-deflate (see `compressingBytes`).
+ */
+export function waitingBytes (socket: WebSocket): number {
+  // set once the socket opened, never unset; only open sockets are judged
+  return (socket as WebSocket & WsInternals)._socket!.writableLength
+}
+
+/**
+ * Bytes of messages queued in ws's sender, not yet framed: waiting for permessage-deflate
+ * (ws compresses one message of a socket at a time, on zlib's thread pool) or behind one.
+ * It grows with the server's compression work, not with how fast the client reads.
+ */
+export function compressingBytes (socket: WebSocket): number {
+  return (socket as WebSocket & WsInternals)._sender!._bufferedBytes
+}
+
+/** True while the app has a fragmented message open on the socket (`send(…, { fin: false })`). */
+export function fragmentOpen (socket: WebSocket): boolean {
+  return (socket as WebSocket & WsInternals)._sender?._firstFragment === false
+}
+
+/**
+ * Calls `ended` once the app's open fragmented message has ended: right after the send
+ * of its last fragment (`fin: true`) returns. ws's `send` is wrapped on this socket's
+ * sender until then, and only while a fragment is open. `stop()` unwraps it without a call.
+ */
+export function whenFragmentEnds (socket: WebSocket, ended: () => void): () => void {
+  const sender = (socket as WebSocket & WsInternals)._sender!
+  const send = sender.send
+  const stop = (): void => { sender.send = send }
+  sender.send = function (this: Sender, ...args: unknown[]): void {
+    send.apply(this, args)
+    if (!this._firstFragment) return
+    stop()
+    ended()
+  }
+  return stop
+}
+
+const TEXT = Object.freeze({ binary: false })
+const BINARY = Object.freeze({ binary: true })
+const TEXT_PLAIN = Object.freeze({ binary: false, compress: false })
+const BINARY_PLAIN = Object.freeze({ binary: true, compress: false })
+
+/**
+ * The options of `socket.send()` for a message: with permessage-deflate negotiated,
+ * messages under its threshold are sent uncompressed (ws itself applies the threshold
+ * only without context takeover, and compresses every message otherwise).
+ */
+export function sendOptions (socket: WebSocket, message: Frameable): object {
+  const deflate = (socket as WebSocket & WsInternals)._extensions?.[DEFLATE]
+  const plain = deflate !== undefined && message.data.length < (deflate._threshold as number)
+  return message.binary ? (plain ? BINARY_PLAIN : BINARY) : (plain ? TEXT_PLAIN : TEXT)
 }

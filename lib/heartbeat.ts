@@ -1,5 +1,5 @@
 import type { ManagedConnection } from './connection.ts'
-import { slow, write } from './outbound.ts'
+import { slow, waitingOf, write } from './outbound.ts'
 
 /**
  * Liveness for every connection from one shared, unref'd timer: never a timer per
@@ -75,7 +75,7 @@ export class Heartbeat {
       const hb = conn.route.heartbeat
       // a slow consumer that was sent nothing since it went over the high-water mark
       if (conn.slowSince > 0 && now - conn.slowSince > conn.route.backpressure.grace) {
-        if (conn.socket.bufferedAmount > conn.route.backpressure.highWaterMark) {
+        if (waitingOf(conn) > conn.route.backpressure.highWaterMark) {
           slow(conn, `above ${conn.route.backpressure.highWaterMark} bytes for more than ${conn.route.backpressure.grace} ms`)
           continue
         }

@@ -6,7 +6,7 @@ import { ManagedConnection, type ConnectionHost, type DisconnectInfo, type Disco
 import { Registry } from './registry.ts'
 import { Rooms } from './rooms.ts'
 import { Heartbeat } from './heartbeat.ts'
-import { write, type OutboundMessage } from './outbound.ts'
+import { discardHeld, write, type OutboundMessage } from './outbound.ts'
 import { checkConnectionLimits, type LimitViolation } from './limits.ts'
 import { errorLevel, isTooLarge } from './socket-errors.ts'
 import { awaitClosed, type ShutdownReport } from './shutdown.ts'
@@ -617,6 +617,12 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const rooms = this.#rooms.leaveAll(conn)
     this.#heartbeat.delete(conn)
     conn.route.connections--
+    // held behind the app's fragmented message that never ended: accepted, never written
+    if (conn.held !== undefined) {
+      const undelivered = discardHeld(conn)
+      this.#stats.undelivered(undelivered)
+      extra = { ...extra, undelivered }
+    }
     const info: DisconnectInfo = { code, reason, disconnectReason: why, durationMs: Date.now() - conn.connectedAt.getTime(), rooms }
     this.#stats.disconnected(why, conn.stats)
     if (conn.route.reconnect !== undefined && why !== 'replaced') this.#resumption.saveSession(conn, rooms)

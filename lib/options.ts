@@ -53,6 +53,12 @@ export const BackpressureOptionsSchema = Type.Object({
   highWaterMark: Type.Integer({ minimum: 1, default: 1_048_576, expected: 'a positive integer number of bytes' }),
   /** Bytes a send may never take the buffer beyond: the connection is closed (1013) at once. */
   maxBytes: Type.Integer({ minimum: 1, default: 8_388_608, expected: 'a positive integer number of bytes' }),
+  /**
+   * Bytes of a socket's messages waiting for permessage-deflate (ws compresses them one at a time,
+   * on zlib's thread pool): a send that would go past it closes the connection (1013) at once.
+   * Only with `compression: 'deflate'`.
+   */
+  maxDeflateBytes: Type.Integer({ minimum: 1, default: 67_108_864, expected: 'a positive integer number of bytes' }),
   /** How long a connection may stay above the high-water mark before it is closed (1013), in ms. */
   grace: ms(5_000),
   /** `close`: only the rules above. `drop`: also drop volatile messages while above the high-water mark. */

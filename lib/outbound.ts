@@ -2,7 +2,7 @@ import { InvalidMessageError } from './errors.ts'
 import type { ManagedConnection } from './connection.ts'
 import { CloseCode } from './close-codes.ts'
 import { kHost } from './symbols.ts'
-import { canWriteFrame, writeFrame, type Frameable } from './frame.ts'
+import { canWriteFrame, compressingBytes, fragmentOpen, sendOptions, waitingBytes, whenFragmentEnds, writeFrame, type Frameable } from './frame.ts'
 
 /** What can be sent: text, binary, or any JSON-serializable value (sent as JSON text). */
 export type OutboundMessage = string | Buffer | Uint8Array | ArrayBuffer | object | number | boolean | null
@@ -34,33 +34,60 @@ export function encode (message: OutboundMessage): Encoded {
   return { data: Buffer.from(json), binary: false, json: true }
 }
 
-const TEXT = Object.freeze({ binary: false })
-const BINARY = Object.freeze({ binary: true })
+/**
+ * Plugin messages waiting, in order, for the app's fragmented message to end: while the app
+ * has one open on the raw socket (`socket.send(…, { fin: false })`), ws would send any data
+ * frame as a continuation of it. Made only while a fragment is open.
+ */
+export interface Held {
+  readonly messages: Array<[message: Encoded, control: boolean]>
+  bytes: number
+  /** Stops watching for the end of the fragment. */
+  readonly stop: () => void
+}
 
 /**
  * The single place where the plugin writes a data message to a socket.
  * Returns undefined when the message was handed to the socket, or why it was not.
  * `control` frames (heartbeat, protocol frames) are not counted in the connection's stats.
  *
- * Slow consumers are caught here, before each write: a socket whose send buffer would go
- * past `backpressure.maxBytes`, or that stayed above `highWaterMark` for longer than
- * `grace`, is closed (1013) and gets nothing more; under the `drop` policy, volatile
- * messages are dropped while it is above the high-water mark.
+ * Slow consumers are caught here, before each write, by what waits on the socket (see
+ * `waiting`): one whose send buffer would go past `backpressure.maxBytes`, or that stayed
+ * above `highWaterMark` for longer than `grace`, is closed (1013) and gets nothing more;
+ * under the `drop` policy, volatile messages are dropped while it is above the high-water
+ * mark. Messages waiting for permessage-deflate are bounded on their own, by
+ * `backpressure.maxDeflateBytes` (also a 1013 close).
+ *
+ * While the app has a fragmented message open, the message is held (see `Held`) and
+ * written once the fragment ends; it counts in the stats when written.
  */
 export function write (conn: ManagedConnection, message: Encoded, control = false, volatile = false): string | undefined {
   const socket = conn.socket
   if (!conn.isOpen || socket.readyState !== 1) return 'connection is not open'
-  const buffered = socket.bufferedAmount
-  if (buffered > 0) {
-    const why = checkBackpressure(conn, buffered, message.data.length, volatile)
+  const waiting = waitingOf(conn)
+  const compressing = compressingBytes(socket)
+  if (waiting > 0 || compressing > 0) {
+    const why = checkBackpressure(conn, waiting, compressing, message.data.length, volatile)
     if (why !== undefined) return why
   } else {
     conn.slowSince = 0
   }
+  if (conn.held === undefined && !fragmentOpen(socket)) return put(conn, message, control)
+  hold(conn, message, control)
+  return undefined
+}
+
+/** Bytes waiting on a connection's socket: its send buffer, and the messages held behind an open fragment. */
+export function waitingOf (conn: ManagedConnection): number {
+  return conn.held === undefined ? waitingBytes(conn.socket) : waitingBytes(conn.socket) + conn.held.bytes
+}
+
+function put (conn: ManagedConnection, message: Encoded, control: boolean): string | undefined {
+  const socket = conn.socket
   try {
     // the frame made once for every recipient, when ws would write the same bytes (see frame.ts)
     if (canWriteFrame(socket)) writeFrame(socket, message, conn.route.backpressure.highWaterMark)
-    else socket.send(message.data, message.binary ? BINARY : TEXT)
+    else socket.send(message.data, sendOptions(socket, message))
   /* c8 ignore next 3: ws does not throw on an open socket today; this keeps one bad socket from ending a broadcast loop if it ever does */
   } catch (err) {
     return (err as Error).message
@@ -72,10 +99,37 @@ export function write (conn: ManagedConnection, message: Encoded, control = fals
   return undefined
 }
 
-function checkBackpressure (conn: ManagedConnection, buffered: number, size: number, volatile: boolean): string | undefined {
+function hold (conn: ManagedConnection, message: Encoded, control: boolean): void {
+  const held = conn.held ??= { messages: [], bytes: 0, stop: whenFragmentEnds(conn.socket, () => release(conn)) }
+  held.messages.push([message, control])
+  held.bytes += message.data.length
+}
+
+/** The app's fragmented message ended: what was held goes out now, in order, before anything else. */
+function release (conn: ManagedConnection): void {
+  const held = conn.held!
+  conn.held = undefined
+  for (const [message, control] of held.messages) put(conn, message, control)
+}
+
+/**
+ * The connection ends with a fragment still open: what was held is never delivered.
+ * Returns how many data messages that was (control frames are not counted).
+ */
+export function discardHeld (conn: ManagedConnection): number {
+  const held = conn.held!
+  conn.held = undefined
+  held.stop()
+  let count = 0
+  for (const [, control] of held.messages) if (!control) count++
+  return count
+}
+
+function checkBackpressure (conn: ManagedConnection, waiting: number, compressing: number, size: number, volatile: boolean): string | undefined {
   const rules = conn.route.backpressure
-  if (buffered + size > rules.maxBytes) return slow(conn, `send buffer would exceed ${rules.maxBytes} bytes`)
-  if (buffered <= rules.highWaterMark) {
+  if (waiting + size > rules.maxBytes) return slow(conn, `send buffer would exceed ${rules.maxBytes} bytes`)
+  if (compressing > 0 && compressing + size > rules.maxDeflateBytes) return slow(conn, `compression queue would exceed ${rules.maxDeflateBytes} bytes`)
+  if (waiting <= rules.highWaterMark) {
     conn.slowSince = 0
     return undefined
   }

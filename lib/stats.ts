@@ -142,6 +142,11 @@ export class Stats {
     this.#failedDeliveries += failed
   }
 
+  /** Messages accepted for a connection that closed before they could be written. */
+  undelivered (count: number): void {
+    this.#failedDeliveries += count
+  }
+
   heartbeatTimeout (): void {
     this.#timeouts++
   }

@@ -26,7 +26,7 @@ test('defaults follow the seeds', async (t) => {
   const o = resolveOptions({})
   t.same(o.heartbeat, { enabled: true, interval: 30_000, timeout: 60_000, mode: 'ping' })
   t.same(o.limits, { maxConnections: 0, maxConnectionsPerUser: 0, maxConnectionsPerIp: 0, maxMessageSize: 1_048_576, maxQueuedMessages: 100, maxQueuedBytes: 1_048_576 })
-  t.same(o.backpressure, { highWaterMark: 1_048_576, maxBytes: 8_388_608, grace: 5000, policy: 'close' })
+  t.same(o.backpressure, { highWaterMark: 1_048_576, maxBytes: 8_388_608, maxDeflateBytes: 67_108_864, grace: 5000, policy: 'close' })
   t.same(o.rateLimit, { messagesPerSecond: 0, bytesPerSecond: 0, maxViolations: 10, window: 60_000 })
   t.equal(o.allowedOrigins, undefined)
   t.equal(o.compression, 'none')
