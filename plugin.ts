@@ -9,6 +9,7 @@ import { onConnection, upgradePreHandler } from './lib/upgrade.ts'
 import { connectionOf } from './lib/socket-listeners.ts'
 import { AlreadyRegisteredError } from './lib/errors.ts'
 import { registerPrometheus } from './lib/prometheus.ts'
+import { guardLateUpgrades } from './lib/shutdown.ts'
 import './types/index.ts'
 
 const PROXY_IDLE_WARNING_MS = 55_000
@@ -60,7 +61,9 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
     await manager.start()
   })
   fastify.addHook('preClose', async () => {
+    const release = guardLateUpgrades(fastify.server)
     await manager.gracefulShutdown()
+    release()
   })
   fastify.addHook('onClose', async () => {
     manager.heartbeat.stop()
