@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws'
 import { resolveOptions, type WsStabilizerOptions } from './lib/options.ts'
 import { resolveRouteOptions } from './lib/route-options.ts'
 import { WsManager } from './lib/manager.ts'
-import { onConnection, upgradePreHandler } from './lib/upgrade.ts'
+import { onConnection, refuseUpgradeToPlainRoute, upgradePreHandler } from './lib/upgrade.ts'
 import { connectionOf } from './lib/socket-listeners.ts'
 import { AlreadyRegisteredError } from './lib/errors.ts'
 import { registerPrometheus } from './lib/prometheus.ts'
@@ -40,7 +40,10 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
 
   // Added before @fastify/websocket registers its own, so these run first.
   fastify.addHook('onRoute', (route: RouteOptions) => {
-    if (route.websocket !== true && route.wsHandler === undefined) return
+    if (route.websocket !== true && route.wsHandler === undefined) {
+      route.onRequest = route.onRequest === undefined ? [refuseUpgradeToPlainRoute] : [...[route.onRequest].flat(), refuseUpgradeToPlainRoute]
+      return
+    }
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     if (methods.every(m => m === 'HEAD')) return
     const settings = resolveRouteOptions(route.url, route.config?.ws, options)
