@@ -43,7 +43,11 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
       await refuse(manager, request, reply, 'origin', 403, `origin ${origin} is not allowed`)
       return
     }
-    const full = manager.draining ? 'server shutting down' : checkCapacity(manager.registry, route, manager.options.limits.maxConnections)
+    if (manager.draining) {
+      await refuse(manager, request, reply, 'server_shutdown', 503, 'server shutting down')
+      return
+    }
+    const full = checkCapacity(manager.registry, route, manager.options.limits.maxConnections)
     if (full !== undefined) {
       await refuse(manager, request, reply, 'connection_limit', 503, full)
       return
