@@ -8,7 +8,7 @@ import { Rooms } from './rooms.ts'
 import { Heartbeat } from './heartbeat.ts'
 import { write, type OutboundMessage } from './outbound.ts'
 import { checkConnectionLimits, type LimitViolation } from './limits.ts'
-import { errorLevel, sentCloseCode } from './socket-errors.ts'
+import { errorLevel, isTooLarge, sentCloseCode } from './socket-errors.ts'
 import { awaitClosed, type ShutdownReport } from './shutdown.ts'
 import { attachListeners } from './socket-listeners.ts'
 import { defaultRouteSettings, type RouteSettings } from './route-options.ts'
@@ -606,8 +606,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     }
     // ws emits only its own protocol errors on the socket (network errors it handles by
     // destroying it), closes with the error's code and stops reading: report that code
-    const sent = sentCloseCode(error)
-    this.#cleanup(conn, sent, reason, sent === CloseCode.MESSAGE_TOO_BIG ? 'message_too_large' : 'protocol_error')
+    this.#cleanup(conn, sentCloseCode(error), reason, isTooLarge(error) ? 'message_too_large' : 'protocol_error')
   }
 
   #socketFailed (conn: ManagedConnection, err: Error): void {

@@ -12,6 +12,11 @@ export function errorLevel (err: Error & { code?: unknown, errno?: unknown }): '
 
 const NETWORK_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED'])
 
+/** True when ws rejected a message for being larger than its maxPayload (not a bogus frame length, also 1009). */
+export function isTooLarge (err: Error & { code?: unknown }): boolean {
+  return err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+}
+
 /** The close codes ws sends for its own protocol errors (ws/lib/receiver.js); 1002 for the rest. */
 const SENT_CODES: Record<string, number> = {
   WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 1009,
