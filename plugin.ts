@@ -5,10 +5,11 @@ import type { WebSocket } from 'ws'
 import { resolveOptions, type WsStabilizerOptions } from './lib/options.ts'
 import { resolveRouteOptions } from './lib/route-options.ts'
 import { WsManager } from './lib/manager.ts'
-import { onConnection, upgradePreHandler } from './lib/upgrade.ts'
+import { onConnection, refuseUpgradeToPlainRoute, upgradePreHandler } from './lib/upgrade.ts'
 import { connectionOf } from './lib/socket-listeners.ts'
 import { AlreadyRegisteredError } from './lib/errors.ts'
 import { registerPrometheus } from './lib/prometheus.ts'
+import { guardLateUpgrades } from './lib/shutdown.ts'
 import './types/index.ts'
 
 const PROXY_IDLE_WARNING_MS = 55_000
@@ -39,7 +40,10 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
 
   // Added before @fastify/websocket registers its own, so these run first.
   fastify.addHook('onRoute', (route: RouteOptions) => {
-    if (route.websocket !== true && route.wsHandler === undefined) return
+    if (route.websocket !== true && route.wsHandler === undefined) {
+      route.onRequest = route.onRequest === undefined ? [refuseUpgradeToPlainRoute] : [...[route.onRequest].flat(), refuseUpgradeToPlainRoute]
+      return
+    }
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     if (methods.every(m => m === 'HEAD')) return
     const settings = resolveRouteOptions(route.url, route.config?.ws, options)
@@ -60,7 +64,9 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
     await manager.start()
   })
   fastify.addHook('preClose', async () => {
+    const release = guardLateUpgrades(fastify.server)
     await manager.gracefulShutdown()
+    release()
   })
   fastify.addHook('onClose', async () => {
     manager.heartbeat.stop()

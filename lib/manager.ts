@@ -8,7 +8,7 @@ import { Rooms } from './rooms.ts'
 import { Heartbeat } from './heartbeat.ts'
 import { discardHeld, write, type OutboundMessage } from './outbound.ts'
 import { checkConnectionLimits, type LimitViolation } from './limits.ts'
-import { errorLevel, isTooLarge } from './socket-errors.ts'
+import { errorLevel, isTooLarge, sentCloseCode } from './socket-errors.ts'
 import { awaitClosed, type ShutdownReport } from './shutdown.ts'
 import { attachListeners } from './socket-listeners.ts'
 import { defaultRouteSettings, type RouteSettings } from './route-options.ts'
@@ -31,6 +31,10 @@ import {
 } from './errors.ts'
 
 /** The outcome of a delivery to many connections. */
+
+/** Why a connection is refused once upgraded: a limit, or the shutdown. */
+type Refusal = Omit<LimitViolation, 'reason'> & { reason: LimitViolation['reason'] | 'server_shutdown' }
+
 export interface BroadcastResult {
   /** Connections targeted on this instance. */
   total: number
@@ -483,8 +487,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     return conn
   }
 
-  #refusal (identity: ResolvedIdentity, route: RouteSettings, elsewhere: number, ip?: string): LimitViolation | undefined {
-    if (this.#shutdown !== undefined) return { reason: 'connection_limit', code: this.options.shutdown.closeCode, message: 'server shutting down' }
+  #refusal (identity: ResolvedIdentity, route: RouteSettings, elsewhere: number, ip?: string): Refusal | undefined {
+    if (this.#shutdown !== undefined) return { reason: 'server_shutdown', code: this.options.shutdown.closeCode, message: 'server shutting down' }
     return checkConnectionLimits(this.#registry, route, this.options.limits.maxConnections, identity.userId, this.#registry.get(identity.clientId), elsewhere, ip, this.options.limits.maxConnectionsPerIp)
   }
 
@@ -593,14 +597,16 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   }
 
   #socketClosed (conn: ManagedConnection, code: number, reason: string): void {
-    // 1006: the peer vanished without a close frame
     const error = conn.socketError
-    const why = error !== undefined
-      // ws emits only its own protocol errors on the socket; network errors it handles by destroying it
-      ? (isTooLarge(error) ? 'message_too_large' : 'protocol_error')
-      : code === 1006 ? 'network_error' : 'client_close'
     conn.markClosing()
-    this.#cleanup(conn, code, reason, why)
+    if (error === undefined) {
+      // 1006: the peer vanished without a close frame
+      this.#cleanup(conn, code, reason, code === 1006 ? 'network_error' : 'client_close')
+      return
+    }
+    // ws emits only its own protocol errors on the socket (network errors it handles by
+    // destroying it), closes with the error's code and stops reading: report that code
+    this.#cleanup(conn, sentCloseCode(error), reason, isTooLarge(error) ? 'message_too_large' : 'protocol_error')
   }
 
   #socketFailed (conn: ManagedConnection, err: Error): void {

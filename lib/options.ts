@@ -1,5 +1,5 @@
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox'
-import { Value, ValueErrorType } from '@sinclair/typebox/value'
+import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value'
 import { InvalidOptionsError } from './errors.ts'
 import type { WsAdapter } from './adapters/adapter.ts'
 import type { IdentifyFn } from './identity.ts'
@@ -185,17 +185,32 @@ function copy (value: unknown): unknown {
 }
 
 /**
+ * An object given where a union allows an object (`heartbeat: false | { … }`): the problem
+ * is inside it, so the error names the field there, not the union.
+ */
+function innermost (error: ValueError): ValueError {
+  if (error.type !== ValueErrorType.Union || typeof error.value !== 'object' || error.value === null) return error
+  const variant = (error.schema.anyOf as TSchema[]).findIndex(s => s.type === 'object')
+  if (variant < 0) return error
+  // the union failed, so its object variant did too
+  return innermost(error.errors[variant].First()!)
+}
+
+/**
  * Applies defaults to a copy of `input` (unless told not to: a route's options fall back
  * on the plugin's, not on the schema's defaults) and checks it against `schema`.
  * Returns the first problem as "Expected `field` to be …, got `…`", or the value.
+ * `beside` names the top-level options checked beside the schema (functions, objects),
+ * listed among the known ones when a key is unknown.
  */
-export function check<S extends TSchema> (schema: S, input: unknown, prefix = '', defaults = true): { value: Static<S>, problem?: undefined } | { problem: string, value?: undefined } {
+export function check<S extends TSchema> (schema: S, input: unknown, prefix = '', defaults = true, beside: readonly string[] = []): { value: Static<S>, problem?: undefined } | { problem: string, value?: undefined } {
   const value = defaults ? Value.Default(schema, copy(input)) : input
-  const first = Value.Errors(schema, value).First()
-  if (first === undefined) return { value: value as Static<S> }
+  const error = Value.Errors(schema, value).First()
+  if (error === undefined) return { value: value as Static<S> }
+  const first = innermost(error)
   const name = prefix + fieldName(first.path)
   if (first.type === ValueErrorType.ObjectAdditionalProperties) {
-    const known = Object.keys((first.schema as TObject).properties)
+    const known = [...Object.keys((first.schema as TObject).properties), ...(first.schema === schema ? beside : [])]
     return { problem: `Unknown option \`${name}\`; known options here are ${known.map(k => `\`${k}\``).join(', ')}` }
   }
   return { problem: `Expected \`${name}\` to be ${String(first.schema.expected)}, got \`${show(first.value)}\`` }
@@ -228,6 +243,8 @@ export function checkPrometheus (value: unknown): void {
   }
 }
 
+const BESIDE_THE_SCHEMA = ['identify', 'adapter', 'prometheus']
+
 /** Validates the plugin options once, at register. Throws `InvalidOptionsError` naming the field. */
 export function resolveOptions (input: WsStabilizerOptions | undefined): ResolvedOptions {
   if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
@@ -238,7 +255,7 @@ export function resolveOptions (input: WsStabilizerOptions | undefined): Resolve
   checkFunction(identify, 'identify')
   checkAdapter(adapter)
   checkPrometheus(prometheus)
-  const result = check(PluginOptionsSchema, rest)
+  const result = check(PluginOptionsSchema, rest, '', true, BESIDE_THE_SCHEMA)
   if (result.problem !== undefined) throw new InvalidOptionsError(result.problem)
   const options = result.value
   if (options.heartbeat.timeout <= options.heartbeat.interval) {

@@ -168,7 +168,7 @@ export function resolveRouteOptions (url: string, input: unknown, options: Resol
       throw new InvalidRouteOptionsError(url, `Expected \`config.ws.${name}\` to be a function, got \`${show(fn)}\``)
     }
   }
-  const result = check(RouteOptionsSchema, rest, 'config.ws.', false)
+  const result = check(RouteOptionsSchema, rest, 'config.ws.', false, ['identify', 'authenticate', 'messages'])
   if (result.problem !== undefined) throw new InvalidRouteOptionsError(url, result.problem)
   const route = result.value
   if (route.managed === false) return undefined

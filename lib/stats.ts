@@ -1,7 +1,7 @@
 import type { ConnectionStats, DisconnectReason, ManagedConnection } from './connection.ts'
 
 /** Why an upgrade was refused. */
-export type RejectReason = 'connection_limit' | 'user_limit' | 'ip_limit' | 'origin' | 'unauthorized' | 'forbidden'
+export type RejectReason = 'connection_limit' | 'user_limit' | 'ip_limit' | 'origin' | 'unauthorized' | 'forbidden' | 'server_shutdown'
 
 /** Why an inbound message was refused (the `code` of the error frame the client gets). */
 export type InboundRejection = 'RATE_LIMITED' | 'INVALID_JSON' | 'INVALID_MESSAGE' | 'UNKNOWN_TYPE' | 'VALIDATION_FAILED' | 'BINARY_NOT_ALLOWED'

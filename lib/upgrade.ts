@@ -43,7 +43,11 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
       await refuse(manager, request, reply, 'origin', 403, `origin ${origin} is not allowed`)
       return
     }
-    const full = manager.draining ? 'server shutting down' : checkCapacity(manager.registry, route, manager.options.limits.maxConnections)
+    if (manager.draining) {
+      await refuse(manager, request, reply, 'server_shutdown', 503, 'server shutting down')
+      return
+    }
+    const full = checkCapacity(manager.registry, route, manager.options.limits.maxConnections)
     if (full !== undefined) {
       await refuse(manager, request, reply, 'connection_limit', 503, full)
       return
@@ -76,6 +80,21 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
     const elsewhere = userId !== undefined && route.limits.maxConnectionsPerUser > 0 ? await manager.connectionsElsewhere(userId) : 0
     ;(request.raw as RawWithPending)[kPending] = { request, identity, route, resume, elsewhere, principal, refused }
   }
+}
+
+/**
+ * The onRequest hook added to each route that is not a WebSocket route: an upgrade there
+ * would be accepted by @fastify/websocket and closed at once with 1005 and no reason.
+ * It gets 404 instead, before the upgrade, as an unknown path does: no WebSocket resource
+ * lives there (RFC 6455 4.1 names 404 for that), and 400 would blame a request that is
+ * well formed.
+ */
+export async function refuseUpgradeToPlainRoute (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (!request.ws) return
+  // the route's pattern, not request.url: a query string may carry a token
+  const message = `Route ${request.method}:${request.routeOptions.url!} is not a WebSocket route`
+  request.log.info({ route: request.routeOptions.url }, `websocket upgrade refused: ${message}`)
+  await reply.code(404).send({ statusCode: 404, error: 'Not Found', message })
 }
 
 const ERRORS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 429: 'Too Many Requests', 503: 'Service Unavailable' }

@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { errorLevel, isTooLarge } from '../lib/socket-errors.ts'
+import { errorLevel, isTooLarge, sentCloseCode } from '../lib/socket-errors.ts'
 import { encode } from '../lib/outbound.ts'
 import { InvalidMessageError } from '../plugin.ts'
 
@@ -8,8 +8,10 @@ test('socket errors: network to debug, protocol to warn, the rest to error', asy
   t.equal(errorLevel(Object.assign(new Error('premature'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })), 'debug')
   t.equal(errorLevel(Object.assign(new Error('rsv'), { code: 'WS_ERR_UNEXPECTED_RSV_2_3' })), 'warn')
   t.equal(errorLevel(new Error('bug')), 'error')
+  t.equal(sentCloseCode(Object.assign(new Error('big'), { code: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' })), 1009)
+  t.equal(sentCloseCode(Object.assign(new Error('opcode'), { code: 'WS_ERR_INVALID_OPCODE' })), 1002)
   t.ok(isTooLarge(Object.assign(new Error('big'), { code: 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' })))
-  t.notOk(isTooLarge(new Error('other')))
+  t.notOk(isTooLarge(Object.assign(new Error('bogus length'), { code: 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH' })), 'a frame length over 2^53 is a protocol error, though ws closes with 1009 for it')
 })
 
 test('encode: text, binary and JSON, once', async (t) => {
