@@ -100,6 +100,7 @@ export async function run (command: string, args: string[], options: RunOptions)
 /** A result as a failure message shows it: the command, how it ended, the end of its output. */
 export function describe (result: Result): string {
   const how = result.timedOut ? 'killed after its time bound' : result.signal !== null ? `ended by ${result.signal}` : `exited with ${String(result.code)}`
-  const tail = (text: string): string => text.length > 6000 ? `…${text.slice(-6000)}` : text
-  return `\`${result.command}\` ${how} after ${result.ms} ms\n--- stdout ---\n${tail(result.stdout)}\n--- stderr ---\n${tail(result.stderr)}`
+  // the start (a compiler's first errors) and the end (a crash, a runner's summary)
+  const cut = (text: string): string => text.length > 8000 ? `${text.slice(0, 5000)}\n…\n${text.slice(-3000)}` : text
+  return `\`${result.command}\` ${how} after ${result.ms} ms\n--- stdout ---\n${cut(result.stdout)}\n--- stderr ---\n${cut(result.stderr)}`
 }
