@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { installConsumerApp, ROOT, type ConsumerApp } from './consumer/app.ts'
-import { countCodeFences, extractBlocks, unbalancedComments, type Block } from './consumer/readme.ts'
+import { countCodeFences, extractBlocks, type Block } from './consumer/readme.ts'
 import { describe, start, type Result } from './consumer/process.ts'
 import { RedisServer, redisAvailable } from './redis-server.ts'
 
@@ -25,10 +25,6 @@ const PLACEHOLDER = /^\/\/ readme-fragment$/m
 /** A README program's bound; its test runner's (tap, node --test) is longer. */
 const PROGRAM_TIMEOUT = 20_000
 const RUNNER_TIMEOUT = 60_000
-
-t.test('README: every HTML comment is opened and closed, so none renders', async t => {
-  t.same(unbalancedComments(README), [])
-})
 
 const { blocks, problems } = extractBlocks(README)
 t.test('README: every readme-test marker is well formed and marks a js block', async t => {

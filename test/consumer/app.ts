@@ -61,6 +61,8 @@ export async function installConsumerApp (log: (line: string) => void): Promise<
   const dir = join(root, 'app')
   try {
     let started = Date.now()
+    // a fresh build: nothing left in dist/ by an earlier one is packed
+    rmSync(join(ROOT, 'dist'), { recursive: true, force: true })
     await must(run('npm', ['run', 'build'], { cwd: ROOT, timeout: 3 * 60_000 }))
     log(`built in ${Date.now() - started} ms`)
     started = Date.now()

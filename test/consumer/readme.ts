@@ -45,8 +45,9 @@ export function extractBlocks (markdown: string): Extraction {
     const line = lines[i]
     const fence = FENCE.exec(line)
     if (fence === null) {
-      const found = /readme-test/.test(line) ? MARKER.exec(line.trim()) : null
-      if (/readme-test/.test(line) && found === null) problems.push(`line ${i + 1}: a readme-test marker must be one whole line \`<!-- readme-test: … -->\``)
+      const comment = /^<!--\s*readme-test/.test(line.trim())
+      const found = comment ? MARKER.exec(line.trim()) : null
+      if (comment && found === null) problems.push(`line ${i + 1}: a readme-test marker must be one whole line \`<!-- readme-test: … -->\``)
       if (found !== null) {
         if (marker !== undefined) problems.push(`line ${marker.line}: the marker is followed by another, not by a code block`)
         marker = { line: i + 1, text: found[1] }
