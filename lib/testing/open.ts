@@ -1,4 +1,4 @@
-import WebSocket from 'ws'
+import WebSocket, { type WebSocketServer } from 'ws'
 import type { FastifyInstance } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -16,8 +16,18 @@ import { noop } from './deadline.ts'
  *   socket would wait ws' `closeTimeout` (3 s here) after every close handshake, delaying
  *   the server's `close` (and `disconnect`) and `app.close()`. We destroy the server end
  *   once both sides have ended, as a TCP socket closes.
+ *   injectWS (@fastify/websocket 11.3.7 and before) also writes `sec-websocket-version` as the
+ *   number 13, over any header given; ws from 8.23.1 compares it as the string a real request
+ *   always carries and answers 400 (8.23.0 converted it with `+`). Our injected requests carry
+ *   `kInjected` (injectWS spreads its upgrade context into the request) and, before ws looks at
+ *   them, get the header as a string: `handleUpgrade` of the app's ws server is wrapped, once
+ *   per server, the one place we touch a server of the app's. It is reached whichever server
+ *   @fastify/websocket listens on, and other requests pass through it untouched.
  * - a URL (`ws://`…), through ws: a real socket.
  */
+
+const kInjected = Symbol('fastify-websocket-stabilizer.testing.injected')
+const versionAsString = new WeakSet<WebSocketServer>()
 
 export interface Opening {
   socket: Promise<WebSocket>
@@ -30,7 +40,9 @@ export function injectSocket (app: FastifyInstance, path: string, headers: Incom
   const capture = (_request: unknown, socket: Duplex): void => { stream = socket }
   // injectWS emits `upgrade` on the server synchronously, before it returns
   app.server.prependListener('upgrade', capture)
-  const socket = app.injectWS(path, { headers }, { onInit: onSocket })
+  sendVersionAsString(app.websocketServer)
+  const context = { headers, [kInjected]: true }
+  const socket = app.injectWS(path, context, { onInit: onSocket })
     .catch((err: Error) => { throw upgradeRefused(path, Number(err.message.split(' ').pop())) })
   app.server.removeListener('upgrade', capture)
   // undefined when @fastify/websocket was given its own `server`: closes then take ws' closeTimeout
@@ -42,6 +54,16 @@ export function injectSocket (app: FastifyInstance, path: string, headers: Incom
       server?.destroy()
       socket.then(ws => ws.terminate(), noop)
     }
+  }
+}
+
+function sendVersionAsString (wss: WebSocketServer): void {
+  if (versionAsString.has(wss)) return
+  versionAsString.add(wss)
+  const handleUpgrade = wss.handleUpgrade.bind(wss)
+  wss.handleUpgrade = (request, socket, head, callback) => {
+    if (kInjected in request) request.headers['sec-websocket-version'] = String(request.headers['sec-websocket-version'])
+    handleUpgrade(request, socket, head, callback)
   }
 }
 
