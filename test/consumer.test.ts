@@ -99,9 +99,9 @@ async function runBlock (t: Test, consumer: ConsumerApp, block: Block, env: Reco
     const entry = await saveProgram(t, consumer, base, block, block.code)
     t.equal(failed(await consumer.run('node', [entry], { env, timeout: PROGRAM_TIMEOUT })), undefined, 'runs to its end and exits 0')
   } else if (block.kind === 'fragment') {
-    const harness = readHarness(block.args[0])
+    const harness = readHarness(block.args[0], true, isTs(block) ? 'mts' : 'mjs')
     const entry = await saveProgram(t, consumer, `${base}-${block.args[0]}`, block, harness.replace(PLACEHOLDER, () => block.code))
-    t.equal(failed(await consumer.run('node', [entry], { env, timeout: PROGRAM_TIMEOUT })), undefined, `runs inside harnesses/${block.args[0]}.mjs and exits 0`)
+    t.equal(failed(await consumer.run('node', [entry], { env, timeout: PROGRAM_TIMEOUT })), undefined, `runs inside harnesses/${block.args[0]} and exits 0`)
   } else if (block.kind === 'file') {
     const [file, command, ...args] = block.args
     writeFileSync(join(consumer.dir, file), block.code)
@@ -133,7 +133,7 @@ const STRIPS_TYPES = (() => {
  * the compiled .mjs on older Node.
  */
 async function saveProgram (t: Test, consumer: ConsumerApp, base: string, block: Block, code: string): Promise<string> {
-  if (!['ts', 'typescript'].includes(block.lang)) {
+  if (!isTs(block)) {
     writeFileSync(join(consumer.dir, `${base}.mjs`), code)
     return `${base}.mjs`
   }
@@ -143,8 +143,13 @@ async function saveProgram (t: Test, consumer: ConsumerApp, base: string, block:
   return STRIPS_TYPES ? `${base}.mts` : `readme-ts/${base}.mjs`
 }
 
-function readHarness (name: string, fragment = true): string {
-  const file = join(HARNESSES, `${name}.mjs`)
+function isTs (block: Block): boolean {
+  return block.lang === 'ts' || block.lang === 'typescript'
+}
+
+/** A harness: `<name>.mjs` for js blocks, `<name>.mts` (compiled with the block) for ts ones. */
+function readHarness (name: string, fragment = true, ext = 'mjs'): string {
+  const file = join(HARNESSES, `${name}.${ext}`)
   if (!existsSync(file)) throw new Error(`no harness ${file}`)
   const text = readFileSync(file, 'utf8')
   if (fragment && text.match(new RegExp(PLACEHOLDER, 'gm'))?.length !== 1) throw new Error(`${file} must have the line \`// readme-fragment\` once`)
