@@ -90,11 +90,16 @@ export class Resumption {
   }
 
   generateToken (clientId: string, userId: string | undefined): string {
+    this.#log.debug({ clientId }, 'reconnect token issued')
+    return this.#issue(clientId, userId)
+  }
+
+  /** Every token goes out here (welcomes and `generateReconnectToken`): the first says when the secret is a random one. */
+  #issue (clientId: string, userId: string | undefined): string {
     if (this.#randomSecret) {
       this.#randomSecret = false
       this.#log.warn('no reconnect.secret configured: reconnect tokens are signed with a random per-process secret, so they do not survive a restart or work on another instance')
     }
-    this.#log.debug({ clientId }, 'reconnect token issued')
     return this.#tokens.generate(clientId, userId)
   }
 
@@ -211,7 +216,7 @@ export class Resumption {
   welcome (conn: ManagedConnection, restored: Restored | undefined): void {
     const welcome: Welcome = {
       clientId: conn.id,
-      token: this.#tokens.generate(conn.id, conn.userId),
+      token: this.#issue(conn.id, conn.userId),
       offset: restored?.offset ?? this.#replay?.offset ?? 0,
       resumed: restored?.rooms !== undefined
     }
