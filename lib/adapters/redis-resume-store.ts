@@ -13,15 +13,20 @@ import type { RedisPresence } from './redis-presence.ts'
  *   that is still open on another instance: the presence has those;
  * - `<prefix>:log:<instance>`: a stream holding a copy of the instance's replay log, the
  *   entry id being `<offset>-1`, trimmed to about `replayMessages` entries and expiring
- *   `retention` ms after the instance stopped writing to it (it crashed, or left).
+ *   `retention` ms after the instance last wrote to it or, while it lives, refreshed it
+ *   (every write sets the expiry, so a short-lived or killed instance leaves none for ever).
  * Copies are written without waiting, the entries of one turn of the event loop with one
  * command (a script that adds each: a command per entry cost 24 µs each); a copy that failed
  * leaves a hole in the offsets that a resume reports as a gap, never as a silent skip.
  */
-/** Appends a batch of entries to a log stream (one command instead of one per entry). */
-const APPEND = `for i = 2, #ARGV, 5 do
+/**
+ * Appends a batch of entries to a log stream (one command instead of one per entry) and sets
+ * the stream's expiry: the first write makes the key, so that is where it must get one.
+ */
+const APPEND = `for i = 3, #ARGV, 5 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i], 'i', ARGV[i + 1], 'a', ARGV[i + 2], 't', ARGV[i + 3], 'f', ARGV[i + 4])
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`
 
 /** Entries written with one command at most. */
@@ -82,16 +87,18 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   #write (key: string, batch: Array<string | number | Buffer>): void {
-    this.#redis.eval(APPEND, 1, key, this.#options.replayMessages, ...batch).catch(err => this.#failed(err, 'replay log copy not written'))
+    this.#redis.eval(APPEND, 1, key, this.#options.replayMessages, this.#options.retention, ...batch).catch(err => this.#failed(err, 'replay log copy not written'))
   }
 
-  /** Keeps the stream's key alive while this instance writes to it; it expires `retention` after. */
+  /**
+   * Keeps the stream's key alive while this instance lives, written to or not (its clients
+   * may resume elsewhere from it); each write sets the expiry too, the first one included.
+   */
   #keep (stream: string): void {
     this.#streams.add(stream)
     const refresh = (): void => {
       for (const name of this.#streams) this.#redis.pexpire(`${this.#prefix}:log:${name}`, this.#options.retention).catch(err => this.#failed(err, 'replay log expiry not set'))
     }
-    setImmediate(refresh)
     this.#timer ??= setInterval(refresh, Math.max(1000, Math.floor(this.#options.retention / 4))).unref()
   }
 
