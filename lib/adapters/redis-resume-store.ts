@@ -96,10 +96,11 @@ export class RedisResumeStore implements ResumeStore {
    */
   #keep (stream: string): void {
     this.#streams.add(stream)
+    // a write of no entries only sets the expiry
     const refresh = (): void => {
-      for (const name of this.#streams) this.#redis.pexpire(`${this.#prefix}:log:${name}`, this.#options.retention).catch(err => this.#failed(err, 'replay log expiry not set'))
+      for (const name of this.#streams) this.#write(`${this.#prefix}:log:${name}`, [])
     }
-    this.#timer ??= setInterval(refresh, Math.max(1000, Math.floor(this.#options.retention / 4))).unref()
+    this.#timer ??= setInterval(refresh, Math.max(10, Math.floor(this.#options.retention / 4))).unref()
   }
 
   async read (stream: string): Promise<LogEntry[]> {

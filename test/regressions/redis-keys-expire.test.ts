@@ -104,3 +104,26 @@ test('no Redis key is left without an expiry: short-lived, long-lived and killed
     t.same(left.filter(key => /^crash:(instance|presence|users):/.test(key) && key.endsWith(id)), [], 'the presence of a closed instance is deleted')
   }
 })
+
+test('a log copy outlives its retention while its instance lives, idle', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+  const server = await startRedis(t)
+  const redis = new Redis(server.url)
+  t.teardown(() => redis.disconnect())
+  const retention = 200
+  const app = await buildApp(t, { adapter: new RedisAdapter({ url: server.url, prefix: PREFIX }), reconnect: { secret: SECRET, maxDisconnect: retention } }, app => {
+    app.get('/ws', { websocket: true, config: { ws: { reconnect: true } } }, () => {})
+  })
+  const client = await connect(app, '/ws')
+  await client.json()
+  await app.wsManager.broadcast('once')
+  await client.json()
+  const key = `${PREFIX}:log:${app.wsManager.instanceId}`
+  await until(async () => await redis.xlen(key) === 1, 2000, 'the copy is written')
+  const written = Date.now()
+  // idle for longer than the retention: the instance keeps its log's expiry fresh
+  await until(() => Date.now() - written > 2 * retention, 2000)
+  t.equal(await redis.xlen(key), 1, 'still there')
+  const ttl = await redis.pttl(key)
+  t.ok(ttl > 0 && ttl <= retention, `expires within the retention (${ttl} ms)`)
+  await client.close()
+})
