@@ -17,8 +17,18 @@ import type { ResumeStore } from './adapters/resume-store.ts'
  * that went away, the replay log, and the protocol framing of messages (offsets).
  */
 
-/** Why a resume failed; the client gets a fresh session and this reason in its welcome frame. */
-export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap'
+/**
+ * Why a resume failed; the client gets a fresh session and this reason in its welcome frame.
+ * `unavailable`: the session store could not be reached (Redis is down), the token was not checked.
+ */
+export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap' | 'unavailable'
+
+/** Why a token check failed: the token (expired, or invalid), or the store that could not answer. */
+export function tokenFailure (err: unknown): ResumeFailure {
+  const code = (err as { code?: unknown }).code
+  if (code === 'FST_WS_TOKEN_EXPIRED') return 'expired'
+  return code === 'FST_WS_INVALID_TOKEN' ? 'invalid' : 'unavailable'
+}
 
 /** @internal A resume worked out before the upgrade (token checked, session taken). */
 export interface PendingResume {

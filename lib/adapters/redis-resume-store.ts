@@ -4,6 +4,7 @@ import type { LogEntry, Target } from '../replay-log.ts'
 import type { Session } from '../sessions.ts'
 import type { ResumeStore, ResumeStoreOptions } from './resume-store.ts'
 import type { RedisPresence } from './redis-presence.ts'
+import { AdapterUnavailableError } from '../errors.ts'
 
 /*
  * The resume state in Redis, shared by every instance:
@@ -54,7 +55,7 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   async claim (nonce: string, expiresAt: number): Promise<boolean> {
-    return await this.#redis.set(`${this.#prefix}:nonce:${nonce}`, '1', 'PXAT', expiresAt, 'NX') === 'OK'
+    return await this.#redis.set(`${this.#prefix}:nonce:${nonce}`, '1', 'PXAT', expiresAt, 'NX').catch(unavailable('the token nonce claim')) === 'OK'
   }
 
   saveSession (session: Session): void {
@@ -62,6 +63,10 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   async takeSession (clientId: string): Promise<Session | undefined> {
+    return await this.#takeSession(clientId).catch(unavailable('the session lookup'))
+  }
+
+  async #takeSession (clientId: string): Promise<Session | undefined> {
     const raw = await this.#redis.getdel(`${this.#prefix}:session:${clientId}`)
     // the key expires with the session (PXAT)
     return raw === null ? await this.#presence.takeOrphan(clientId) : JSON.parse(raw) as Session
@@ -104,7 +109,7 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   async read (stream: string): Promise<LogEntry[]> {
-    const raw = await this.#redis.xrangeBuffer(`${this.#prefix}:log:${stream}`, '-', '+')
+    const raw = await this.#redis.xrangeBuffer(`${this.#prefix}:log:${stream}`, '-', '+').catch(unavailable('the log copy read'))
     return raw.map(([id, fields]) => {
       // written by append: i, a, t, f in this order
       const [, entryId, , at, , target, , frame] = fields
@@ -122,4 +127,9 @@ export class RedisResumeStore implements ResumeStore {
     clearInterval(this.#timer)
     this.#timer = undefined
   }
+}
+
+/** A read that Redis could not answer, named: a resume then fails as `unavailable`. */
+function unavailable (what: string): (err: unknown) => never {
+  return (err) => { throw new AdapterUnavailableError('redis', what, String(err), { cause: err }) }
 }
