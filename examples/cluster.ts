@@ -2,7 +2,7 @@
  * Two instances of the example server as one, through Redis: `npm run example:cluster`.
  *
  *   REDIS_URL (default redis://127.0.0.1:6379), PORT (default 3001: the instances listen
- *   on PORT and PORT + 1), WS_REDIS_PREFIX (default `example`), WS_RECONNECT_SECRET (default:
+ *   on PORT and PORT + 1), HOST (default 127.0.0.1: this machine only), WS_REDIS_PREFIX (default `example`), WS_RECONNECT_SECRET (default:
  *   one made at start, shared by the two instances).
  *
  * Open the chat on both, http://localhost:3001/?user=ann and http://localhost:3002/?user=bob:
@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { optionsFromEnv } from '../plugin.ts'
 import { RedisAdapter } from '../lib/adapters/redis.ts'
-import { buildServer } from './server.ts'
+import { buildServer, listenOptions } from './server.ts'
 
 export interface ClusterOptions {
   redisUrl: string
@@ -49,9 +49,9 @@ export async function buildCluster (options: ClusterOptions): Promise<FastifyIns
 
 /* c8 ignore start: the entry point runs only under `npm run example:cluster` */
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const port = Number(process.env.PORT ?? 3001)
+  const { port, host } = listenOptions(process.env, 3001)
   const apps = await buildCluster({ redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix: process.env.WS_REDIS_PREFIX ?? 'example', logger: true })
-  await Promise.all(apps.map(async (app, i) => await app.listen({ port: port + i, host: process.env.HOST ?? '0.0.0.0' })))
+  await Promise.all(apps.map(async (app, i) => await app.listen({ port: port + i, host })))
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => { Promise.all(apps.map(async app => await app.close())).catch(() => process.exit(1)) })
   }

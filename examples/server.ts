@@ -19,8 +19,10 @@
  *   GET /stats                                → the manager's counters
  *   POST /drop (with CHAT_DROP=1)             → cuts every connection's TCP socket, no close frame: watch the pages resume
  *
- * User lists and join/leave notices are this instance's view; behind several instances
- * (examples/cluster.ts) the chat lines reach everyone and sessions resume anywhere.
+ * Behind several instances (examples/cluster.ts) the chat lines reach everyone, sessions
+ * resume anywhere and a room's user list is the cluster's (`wsManager.cluster.getRoomUsers`,
+ * this instance's alone while Redis is away); join notices are this instance's view.
+ * A page without a name is the user `anonymous`.
  */
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Socket } from 'node:net'
@@ -36,6 +38,8 @@ const ROOM = /^[\w-]{1,32}$/
 const MAX_TEXT = 2000
 const MAX_NAME = 32
 const ANONYMOUS = 'anonymous'
+/** usersIn falls back on this instance's list and never rejects: nothing is left to handle. */
+const ignore = (): void => {}
 
 export interface ChatOptions {
   /** The page's folder. Default: examples/chat, found from here in the sources and in dist/examples. */
@@ -85,7 +89,14 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
   }
 
   const userOf = (conn: ManagedConnection | undefined): string => conn?.userId ?? ANONYMOUS
-  const usersIn = (room: string): string[] => [...new Set(manager.getRoomMembers(room).map(id => userOf(manager.getConnection(id))))].sort()
+  /** The room's users on every instance; this instance's alone while the others cannot be asked (Redis down). */
+  const usersIn = async (room: string): Promise<string[]> => {
+    const users = await manager.cluster.getRoomUsers(room).catch((err: unknown) => {
+      app.log.debug({ err }, 'chat user list: this instance\'s only')
+      return manager.getRoomMembers(room).map(id => userOf(manager.getConnection(id)))
+    })
+    return [...new Set(users)].sort()
+  }
   /** Whether `user` has a connection in `room` other than `except`: notices are per user, not per tab. */
   const present = (user: string, room: string, except?: string): boolean =>
     manager.getRoomMembers(room).some(id => id !== except && userOf(manager.getConnection(id)) === user)
@@ -94,10 +105,14 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
     manager.broadcast(message, { room, ...extra }).catch((err: unknown) => app.log.debug({ err }, 'chat broadcast failed'))
   }
   const announce = (type: 'joined' | 'left', room: string, user: string): void => broadcast({ type, room, user, at: Date.now() }, room)
-  const sendUsers = (room: string, exclude?: string): void => broadcast({ type: 'users', room, users: usersIn(room) }, room, { volatile: true, exclude })
-  const sendState = (conn: ManagedConnection): void => {
+  const sendUsers = (room: string, exclude?: string): void => {
+    usersIn(room).then(users => broadcast({ type: 'users', room, users }, room, { volatile: true, exclude }), ignore)
+  }
+  /** Resolves once sent (a connection closed meanwhile is not sent to). */
+  const sendState = async (conn: ManagedConnection): Promise<void> => {
     const rooms = [...conn.rooms].sort()
-    conn.send({ type: 'state', clientId: conn.id, user: userOf(conn), rooms, users: Object.fromEntries(rooms.map(room => [room, usersIn(room)])) }, { volatile: true })
+    const users = await Promise.all(rooms.map(async room => [room, await usersIn(room)]))
+    conn.send({ type: 'state', clientId: conn.id, user: userOf(conn), rooms, users: Object.fromEntries(users) }, { volatile: true })
   }
   const fail = (conn: ManagedConnection, error: string): void => { conn.send({ type: 'error', error }, { volatile: true }) }
 
@@ -118,7 +133,8 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
         reconnect: true,
         identify: (request) => {
           const user = (request.query as { user?: unknown }).user
-          return { userId: typeof user === 'string' && user.trim() !== '' ? user.trim().slice(0, MAX_NAME) : undefined }
+          // one name for the pages without one, so that every instance lists them alike
+          return { userId: typeof user === 'string' && user.trim() !== '' ? user.trim().slice(0, MAX_NAME) : ANONYMOUS }
         }
       }
     }
@@ -132,11 +148,14 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
     conn.metadata.chatSince ??= Date.now()
     clearTimeout(away.get(conn.id))
     away.delete(conn.id)
-    sendState(conn)
-    for (const room of conn.rooms) {
-      if (!resumed && !present(user, room, conn.id)) announce('joined', room, user)
-      sendUsers(room, conn.id)
-    }
+    // the state first, then the notices
+    sendState(conn).then(() => {
+      if (!conn.isOpen) return
+      for (const room of conn.rooms) {
+        if (!resumed && !present(user, room, conn.id)) announce('joined', room, user)
+        sendUsers(room, conn.id)
+      }
+    }, ignore)
 
     conn.on('message', (data, isBinary) => {
       let command: Command
@@ -156,13 +175,13 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
           if (first) announce('joined', room!, user)
           sendUsers(room!)
         }
-        sendState(conn)
+        sendState(conn).catch(ignore)
       } else if (command.type === 'leave') {
         if (conn.leave(room!)) {
           if (!present(user, room!)) announce('left', room!, user)
           sendUsers(room!)
         }
-        sendState(conn)
+        sendState(conn).catch(ignore)
       } else if (command.type === 'say' && typeof command.text === 'string' && command.text.trim() !== '') {
         if (room !== undefined && !conn.rooms.has(room)) fail(conn, `join #${room} first`)
         else broadcast({ type: 'said', room, from: user, text: command.text.slice(0, MAX_TEXT), at: Date.now() }, room)
@@ -192,12 +211,21 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
   return app
 }
 
+/**
+ * Where the examples listen: PORT (default `port`) on HOST, by default 127.0.0.1 only, so
+ * that a demo (and `/drop` with CHAT_DROP=1) is not reachable from the network unless asked
+ * (HOST=0.0.0.0, as in a container).
+ */
+export function listenOptions (env: NodeJS.ProcessEnv, port: number): { port: number, host: string } {
+  return { port: Number(env.PORT ?? port), host: env.HOST ?? '127.0.0.1' }
+}
+
 /* c8 ignore start: the entry point runs only under `npm start` */
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const port = Number(process.env.PORT ?? 3000)
+  const { port, host } = listenOptions(process.env, 3000)
   const drop = process.env.CHAT_DROP === '1'
   const app = await buildServer(optionsFromEnv(), true, { drop })
-  await app.listen({ port, host: process.env.HOST ?? '0.0.0.0' })
+  await app.listen({ port, host })
   app.log.info(`chat: open http://localhost:${port}/?user=alice and http://localhost:${port}/?user=bob`)
   if (drop) app.log.info(`chat: \`curl -X POST http://localhost:${port}/drop\` cuts every connection`)
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

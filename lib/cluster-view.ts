@@ -1,11 +1,14 @@
 import type { WsAdapter } from './adapters/adapter.ts'
+import { AdapterUnavailableError } from './errors.ts'
 import type { Registry } from './registry.ts'
 import type { Rooms } from './rooms.ts'
 
 /*
  * `wsManager.cluster`: the same questions as the manager's own getters, answered for
  * every instance together (this one from memory, the others through the adapter). With
- * the in-memory adapter alone they give the same answers as the getters.
+ * the in-memory adapter alone they give the same answers as the getters. When the adapter
+ * cannot answer (Redis is unreachable), each rejects with AdapterUnavailableError naming
+ * the call, the adapter's error as its `cause`.
  */
 export class ClusterView {
   #registry: Registry
@@ -19,37 +22,72 @@ export class ClusterView {
   }
 
   async getConnectionCount (): Promise<number> {
-    return this.#registry.size + (await this.#adapter.remoteConnections()).length
+    return this.#registry.size + (await this.#remote('getConnectionCount()')).length
   }
 
   async getActiveUsers (): Promise<string[]> {
+    return await this.#activeUsers('getActiveUsers()')
+  }
+
+  async getUserCount (): Promise<number> {
+    return (await this.#activeUsers('getUserCount()')).length
+  }
+
+  async isUserConnected (userId: string): Promise<boolean> {
+    return await this.#userConnections(userId, 'isUserConnected()') > 0
+  }
+
+  async getUserConnectionCount (userId: string): Promise<number> {
+    return await this.#userConnections(userId, 'getUserConnectionCount()')
+  }
+
+  /** The clientIds of the room's connections, on every instance. */
+  async getRoomMembers (room: string): Promise<string[]> {
+    const ids: string[] = []
+    for (const conn of this.#rooms.members(room)) ids.push(conn.id)
+    for (const conn of await this.#remote('getRoomMembers()')) {
+      if (inRoom(conn.rooms, room)) ids.push(conn.id)
+    }
+    return ids
+  }
+
+  /** The distinct userIds of the room's connections, on every instance (connections without a userId are not counted). */
+  async getRoomUsers (room: string): Promise<string[]> {
+    const users = new Set<string>()
+    for (const conn of this.#rooms.members(room)) {
+      if (conn.userId !== undefined) users.add(conn.userId)
+    }
+    for (const conn of await this.#remote('getRoomUsers()')) {
+      if (conn.userId !== undefined && inRoom(conn.rooms, room)) users.add(conn.userId)
+    }
+    return [...users]
+  }
+
+  async #activeUsers (call: string): Promise<string[]> {
     const users = new Set(this.#registry.userIds())
-    for (const conn of await this.#adapter.remoteConnections()) {
+    for (const conn of await this.#remote(call)) {
       if (conn.userId !== undefined) users.add(conn.userId)
     }
     return [...users]
   }
 
-  async getUserCount (): Promise<number> {
-    return (await this.getActiveUsers()).length
+  async #userConnections (userId: string, call: string): Promise<number> {
+    const local = this.#registry.userConnections(userId).size
+    return local + await this.#adapter.remoteUserConnections(userId).catch(this.#unavailable(call))
   }
 
-  async isUserConnected (userId: string): Promise<boolean> {
-    return await this.getUserConnectionCount(userId) > 0
+  async #remote (call: string): ReturnType<WsAdapter['remoteConnections']> {
+    return await this.#adapter.remoteConnections().catch(this.#unavailable(call))
   }
 
-  async getUserConnectionCount (userId: string): Promise<number> {
-    return this.#registry.userConnections(userId).size + await this.#adapter.remoteUserConnections(userId)
+  #unavailable (call: string): (err: unknown) => never {
+    return (err) => { throw new AdapterUnavailableError(this.#adapter.name, `cluster.${call}`, String(err), { cause: err }) }
   }
+}
 
-  async getRoomMembers (room: string): Promise<string[]> {
-    const ids: string[] = []
-    for (const conn of this.#rooms.members(room)) ids.push(conn.id)
-    for (const conn of await this.#adapter.remoteConnections()) {
-      for (const name of conn.rooms) {
-        if (name === room) ids.push(conn.id)
-      }
-    }
-    return ids
+function inRoom (rooms: Iterable<string>, room: string): boolean {
+  for (const name of rooms) {
+    if (name === room) return true
   }
+  return false
 }

@@ -60,6 +60,14 @@ export const NotManagedError = createError(
 export const InvalidMessageError = createError(
   'FST_WS_INVALID_MESSAGE', 'Cannot send a message of type %s: expected a string, Buffer, Uint8Array, ArrayBuffer or a JSON-serializable value', 500, Base)
 
+/** The adapter could not answer (the Redis adapter: Redis is unreachable); `err.cause` is the error it failed with. */
+export const AdapterUnavailableError = createError<'FST_WS_ADAPTER_UNAVAILABLE', 503, [adapter: string, what: string, cause: string, options: { cause: unknown }]>(
+  'FST_WS_ADAPTER_UNAVAILABLE', 'The `%s` adapter could not answer %s: %s', 503, Base)
+
+/** An adapter's constructor options are invalid; the message names the adapter and the field. */
+export const InvalidAdapterOptionsError = createError(
+  'FST_WS_INVALID_ADAPTER_OPTIONS', 'Invalid %s options: %s', 500, Base)
+
 // ---- fastify-websocket-stabilizer/testing: each message says what was awaited or expected, on which route, and what came instead
 
 /** Nothing awaited came in time: a message, a close, or the connection's opening. */

@@ -283,7 +283,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   /**
    * Checks a token and uses it up. Rejects with TokenExpiredError when it has expired,
    * InvalidTokenError when it is malformed, tampered with, signed with an unknown secret
-   * or used before.
+   * or used before, AdapterUnavailableError when the store of used tokens cannot answer.
    */
   async validateReconnectToken (token: string): Promise<ReconnectClaims> {
     return await this.#resumption.validateToken(token)
@@ -291,7 +291,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   /**
    * @internal The session a valid token resumes, taken before the upgrade. When the store
-   * cannot answer, the client gets a fresh session (`unknown_session`), never a wait or a crash.
+   * cannot answer, the client gets a fresh session (`unavailable`), never a wait or a crash.
    */
   async lookupSession (claims: ReconnectClaims, offset: number, route: RouteSettings): Promise<PendingResume> {
     try {
@@ -302,7 +302,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       return pending
     } catch (err) {
       this.#fail(err, undefined, 'resume store failed')
-      return { offset, failed: 'unknown_session' }
+      return { offset, failed: 'unavailable' }
     }
   }
 

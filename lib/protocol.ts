@@ -4,6 +4,7 @@
  */
 
 import type { Encoded } from './outbound.ts'
+import type { ResumeFailure } from './resumption.ts'
 
 export const PROTOCOL_VERSION = 1
 
@@ -31,7 +32,7 @@ export interface Welcome {
   offset: number
   resumed: boolean
   replayed?: number
-  resumeFailed?: 'invalid' | 'expired' | 'unknown_session' | 'gap'
+  resumeFailed?: ResumeFailure
 }
 
 export function welcomeFrame (w: Welcome): Buffer {

@@ -17,8 +17,18 @@ import type { ResumeStore } from './adapters/resume-store.ts'
  * that went away, the replay log, and the protocol framing of messages (offsets).
  */
 
-/** Why a resume failed; the client gets a fresh session and this reason in its welcome frame. */
-export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap'
+/**
+ * Why a resume failed; the client gets a fresh session and this reason in its welcome frame.
+ * `unavailable`: the session store could not be reached (Redis is down), the token was not checked.
+ */
+export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap' | 'unavailable'
+
+/** Why a token check failed: the token (expired, or invalid), or the store that could not answer. */
+export function tokenFailure (err: unknown): ResumeFailure {
+  const code = (err as { code?: unknown }).code
+  if (code === 'FST_WS_TOKEN_EXPIRED') return 'expired'
+  return code === 'FST_WS_INVALID_TOKEN' ? 'invalid' : 'unavailable'
+}
 
 /** @internal A resume worked out before the upgrade (token checked, session taken). */
 export interface PendingResume {
@@ -90,11 +100,16 @@ export class Resumption {
   }
 
   generateToken (clientId: string, userId: string | undefined): string {
+    this.#log.debug({ clientId }, 'reconnect token issued')
+    return this.#issue(clientId, userId)
+  }
+
+  /** Every token goes out here (welcomes and `generateReconnectToken`): the first says when the secret is a random one. */
+  #issue (clientId: string, userId: string | undefined): string {
     if (this.#randomSecret) {
       this.#randomSecret = false
       this.#log.warn('no reconnect.secret configured: reconnect tokens are signed with a random per-process secret, so they do not survive a restart or work on another instance')
     }
-    this.#log.debug({ clientId }, 'reconnect token issued')
     return this.#tokens.generate(clientId, userId)
   }
 
@@ -211,7 +226,7 @@ export class Resumption {
   welcome (conn: ManagedConnection, restored: Restored | undefined): void {
     const welcome: Welcome = {
       clientId: conn.id,
-      token: this.#tokens.generate(conn.id, conn.userId),
+      token: this.#issue(conn.id, conn.userId),
       offset: restored?.offset ?? this.#replay?.offset ?? 0,
       resumed: restored?.rooms !== undefined
     }

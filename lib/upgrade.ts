@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'f
 import type { IncomingMessage } from 'node:http'
 import type { WebSocket } from 'ws'
 import type { WsManager } from './manager.ts'
-import type { PendingResume } from './resumption.ts'
+import { tokenFailure, type PendingResume } from './resumption.ts'
 import type { RouteSettings } from './route-options.ts'
 import { normalizeIdentity, type ResolvedIdentity } from './identity.ts'
 import { checkCapacity } from './limits.ts'
@@ -124,7 +124,7 @@ async function readResume (manager: WsManager, request: FastifyRequest, route: R
   try {
     claims = await manager.validateReconnectToken(token as string)
   } catch (err) {
-    return { offset, failed: (err as { code?: string }).code === 'FST_WS_TOKEN_EXPIRED' ? 'expired' : 'invalid' }
+    return { offset, failed: tokenFailure(err) }
   }
   return await manager.lookupSession(claims, offset, route)
 }

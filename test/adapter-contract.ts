@@ -108,6 +108,9 @@ export function adapterContract (t: Tap, makeAdapters: (n: number) => WsAdapter[
     const clients = [await connect(a, '/ws?user=ann'), await connect(b, '/ws?user=ann'), await connect(b, '/ws?user=bob'), await connect(a, '/ws')]
     const annOnB = b.wsManager.getUserConnections('ann')[0].id
     b.wsManager.join(annOnB, 'lobby')
+    // dev: ann and an anonymous connection on a, bob on b
+    for (const conn of a.wsManager.connections()) a.wsManager.join(conn.id, 'dev')
+    b.wsManager.join(b.wsManager.getUserConnections('bob')[0].id, 'dev')
     await new Promise(resolve => setTimeout(resolve, 30))
 
     for (const app of [a, b]) {
@@ -117,6 +120,9 @@ export function adapterContract (t: Tap, makeAdapters: (n: number) => WsAdapter[
       t.equal(await app.wsManager.cluster.isUserConnected('bob'), true)
       t.equal(await app.wsManager.cluster.isUserConnected('carol'), false)
       t.same(await app.wsManager.cluster.getRoomMembers('lobby'), [annOnB])
+      t.same(await app.wsManager.cluster.getRoomUsers('lobby'), ['ann'])
+      t.same((await app.wsManager.cluster.getRoomUsers('dev')).sort(), ['ann', 'bob'], 'users, not connections: the anonymous one is not counted')
+      t.equal((await app.wsManager.cluster.getRoomMembers('dev')).length, 3)
     }
     t.equal(a.wsManager.isUserConnected('bob'), false, 'the plain getters answer for this instance')
 

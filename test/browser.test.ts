@@ -154,6 +154,12 @@ test('the chat page in Chromium: two users chat, drop, resume with the missed me
   carol.close()
   carol = undefined
   await server.app.close()
+  for (const page of pages) {
+    await page.locator('#status[data-state="reconnecting"]').waitFor()
+    const status = await page.locator('#status').textContent()
+    t.match(status, /reconnecting/)
+    t.notMatch(status, /resumed/, 'no stale note of the last resume beside "reconnecting"')
+  }
   server = await serve(lib, port)
   for (const page of pages) {
     await page.locator('#note', { hasText: 'new session' }).waitFor()

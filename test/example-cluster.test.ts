@@ -71,3 +71,28 @@ test('the cluster example: a chat session resumes on the other instance, without
   await back.close()
   await bob.close()
 })
+
+test('the cluster example: a room\'s user list is the cluster\'s, the same from both instances', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+  const redis = await startRedis(t)
+  const [one, two] = await buildCluster({ redisUrl: redis.url, prefix: 'example-users', logger: false })
+  t.teardown(async () => { await one.close(); await two.close() })
+  await one.listen({ port: 0, host: '127.0.0.1' })
+  await two.listen({ port: 0, host: '127.0.0.1' })
+
+  const ann = await connect(one, '/ws?user=ann')
+  t.same((await chat(ann, 'state')).users, { lobby: ['ann'] })
+  const bob = await connect(two, '/ws?user=bob')
+  t.same((await chat(bob, 'state')).users, { lobby: ['ann', 'bob'] }, 'bob, on two, sees ann, on one')
+  t.same((await chat(ann, 'users')).users, ['ann', 'bob'], 'the list two sends for bob has ann in it')
+
+  bob.send({ type: 'join', room: 'dev' })
+  t.same((await chat(bob, 'state')).users.dev, ['bob'])
+  ann.send({ type: 'join', room: 'dev' })
+  t.same((await chat(ann, 'state')).users, { dev: ['ann', 'bob'], lobby: ['ann', 'bob'] })
+  t.match(await chat(bob, 'users'), { room: 'dev', users: ['ann', 'bob'] }, 'the list one sends for ann has bob in it')
+
+  await bob.close()
+  const lists = [await chat(ann, 'users'), await chat(ann, 'users')].sort((x, y) => x.room.localeCompare(y.room))
+  t.same(lists.map(l => [l.room, l.users]), [['dev', ['ann']], ['lobby', ['ann']]], 'bob gone: two sends the lists without him, with ann')
+  await ann.close()
+})

@@ -28,7 +28,8 @@ test('an instance killed without shutdown: its presence expires, and its client 
   const client = new TestClient(ws)
   await once(ws, 'open')
   const welcome = await client.json<Welcome>()
-  await until(async () => await a.wsManager.cluster.isUserConnected('zed'), 2000)
+  // the connection and its room are two writes of the child's presence
+  await until(async () => await a.wsManager.cluster.isUserConnected('zed') && (await a.wsManager.cluster.getRoomMembers('ops')).length > 0, 2000)
   t.same(await a.wsManager.cluster.getRoomMembers('ops'), [welcome.clientId], 'the other instance sees it')
 
   await a.wsManager.broadcast({ n: 1 }, { room: 'ops' })

@@ -107,7 +107,7 @@ test('a log the store no longer covers is a gap; a route without replay resumes 
   await back.close()
 })
 
-test('a store that fails gives a fresh session (unknown_session), logged, and nothing crashes', async (t) => {
+test('a store that fails gives a fresh session (unavailable), logged, and nothing crashes', async (t) => {
   const adapter = new class extends MemoryAdapter {
     override health (): AdapterHealth { return { status: 'down' } }
     override resumeStore (options: ResumeStoreOptions): MemoryResumeStore {
@@ -133,7 +133,7 @@ test('a store that fails gives a fresh session (unknown_session), logged, and no
   const welcome = await client.json<Welcome>()
   await client.close()
   const back = await connect(app, `/ws?resume=${welcome.token}`)
-  t.match(await back.json<Welcome>(), { resumed: false, resumeFailed: 'unknown_session' })
+  t.match(await back.json<Welcome>(), { resumed: false, resumeFailed: 'unavailable' })
   t.match(errors, [{ message: 'store down' }])
   await back.close()
 })

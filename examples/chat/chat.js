@@ -191,6 +191,8 @@ function start (user) {
   client.on('close', ({ code, reason, willReconnect }) => {
     // also for each failed attempt: the log says it once, when an open connection is lost
     if ($('#status').dataset.state === 'open') divider(`connection lost (${code})`)
+    // the note told of the connection that is gone (`resumed, …`): it would be stale beside `reconnecting`
+    note('')
     if (!willReconnect) status('closed', `closed (${code}${reason === '' ? '' : `: ${reason}`})`)
   })
   client.on('reconnecting', ({ attempt, delay }) => {

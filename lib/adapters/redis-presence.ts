@@ -6,7 +6,8 @@ import type { Session } from '../sessions.ts'
 /*
  * Which connections live on which instance, in Redis:
  * - `<prefix>:instance:<id>`: the instance is alive; expires `ttl` ms after its last heartbeat;
- * - `<prefix>:instances`: the set of instance ids (the dead are pruned by whoever notices);
+ * - `<prefix>:instances`: the set of instance ids (the dead are pruned by whoever notices),
+ *   expiring as the presence does, `ttl + retention` after the last heartbeat of any instance;
  * - `<prefix>:presence:<id>`: hash clientId → `{"u":userId,"r":[rooms]}` (plus metadata and
  *   connection time for resumable connections), kept `retention` ms longer than the
  *   instance's own key, so that the clients of an instance that died can resume elsewhere;
@@ -15,6 +16,18 @@ import type { Session } from '../sessions.ts'
  * close removes them at once. Writes never wait; after an outage (or a Redis that came
  * back empty) the instance writes its whole presence again.
  */
+/**
+ * A user's connection count on an instance, one less, in one step: the field goes at zero,
+ * and a hash this makes again (it went meanwhile: the instance closed, or Redis came back
+ * empty) is never left without an expiry.
+ */
+const DECREMENT = `if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1`
+
 export class RedisPresence {
   #redis: Redis
   #prefix: string
@@ -59,7 +72,7 @@ export class RedisPresence {
       if (conn.userId !== undefined) multi.hincrby(users, conn.userId, 1)
     }
     multi.pexpire(presence, this.#ttl + this.retention).pexpire(users, this.#ttl)
-    multi.set(this.#key('instance', this.#id), '1', 'PX', this.#ttl).sadd(`${this.#prefix}:instances`, this.#id)
+    multi.set(this.#key('instance', this.#id), '1', 'PX', this.#ttl).sadd(this.#instancesKey, this.#id).pexpire(this.#instancesKey, this.#ttl + this.retention)
     multi.exec().catch(this.#onFailure)
   }
 
@@ -68,6 +81,7 @@ export class RedisPresence {
       .set(this.#key('instance', this.#id), '1', 'PX', this.#ttl)
       .pexpire(this.#key('presence', this.#id), this.#ttl + this.retention)
       .pexpire(this.#key('users', this.#id), this.#ttl)
+      .pexpire(this.#instancesKey, this.#ttl + this.retention)
       .exec().catch(this.#onFailure)
   }
 
@@ -83,7 +97,9 @@ export class RedisPresence {
   }
 
   roomsChanged (conn: PresenceEntry): void {
-    this.#redis.hset(this.#key('presence', this.#id), conn.id, encodeEntry(conn)).catch(this.#onFailure)
+    // with the expiry: the hash may be gone (a Redis that came back empty) and is made again here
+    const presence = this.#key('presence', this.#id)
+    this.#redis.multi().hset(presence, conn.id, encodeEntry(conn)).pexpire(presence, this.#ttl + this.retention).exec().catch(this.#onFailure)
   }
 
   disconnected (conn: PresenceEntry): void {
@@ -91,15 +107,14 @@ export class RedisPresence {
     const userId = conn.userId
     if (userId === undefined) return
     // only this instance writes its users' counts: the last connection of a user removes the field
-    const users = this.#key('users', this.#id)
-    this.#redis.hincrby(users, userId, -1).then(left => left > 0 ? 0 : this.#redis.hdel(users, userId)).catch(this.#onFailure)
+    this.#redis.eval(DECREMENT, 1, this.#key('users', this.#id), userId, this.#ttl).catch(this.#onFailure)
   }
 
   /**
    * The other instances, live or dead; the set is pruned of those whose presence is gone too.
    */
   async #instances (): Promise<Array<{ id: string, alive: boolean }>> {
-    const ids = (await this.#redis.smembers(`${this.#prefix}:instances`)).filter(id => id !== this.#id)
+    const ids = (await this.#redis.smembers(this.#instancesKey)).filter(id => id !== this.#id)
     if (ids.length === 0) return []
     const pipeline = this.#redis.pipeline()
     for (const id of ids) pipeline.exists(this.#key('instance', id)).exists(this.#key('presence', id))
@@ -111,7 +126,7 @@ export class RedisPresence {
       if (alive || answers![2 * i + 1][1] === 1) found.push({ id, alive })
       else gone.push(id)
     })
-    if (gone.length > 0) this.#redis.srem(`${this.#prefix}:instances`, ...gone).catch(this.#onFailure)
+    if (gone.length > 0) this.#redis.srem(this.#instancesKey, ...gone).catch(this.#onFailure)
     return found
   }
 
@@ -169,8 +184,12 @@ export class RedisPresence {
     if (this.#redis.status !== 'ready') return
     await this.#redis.multi()
       .del(this.#key('presence', this.#id), this.#key('instance', this.#id), this.#key('users', this.#id))
-      .srem(`${this.#prefix}:instances`, this.#id)
+      .srem(this.#instancesKey, this.#id)
       .exec().catch(this.#onFailure)
+  }
+
+  get #instancesKey (): string {
+    return `${this.#prefix}:instances`
   }
 
   #key (kind: string, name: string): string {

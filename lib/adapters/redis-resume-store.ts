@@ -4,6 +4,7 @@ import type { LogEntry, Target } from '../replay-log.ts'
 import type { Session } from '../sessions.ts'
 import type { ResumeStore, ResumeStoreOptions } from './resume-store.ts'
 import type { RedisPresence } from './redis-presence.ts'
+import { AdapterUnavailableError } from '../errors.ts'
 
 /*
  * The resume state in Redis, shared by every instance:
@@ -13,15 +14,20 @@ import type { RedisPresence } from './redis-presence.ts'
  *   that is still open on another instance: the presence has those;
  * - `<prefix>:log:<instance>`: a stream holding a copy of the instance's replay log, the
  *   entry id being `<offset>-1`, trimmed to about `replayMessages` entries and expiring
- *   `retention` ms after the instance stopped writing to it (it crashed, or left).
+ *   `retention` ms after the instance last wrote to it or, while it lives, refreshed it
+ *   (every write sets the expiry, so a short-lived or killed instance leaves none for ever).
  * Copies are written without waiting, the entries of one turn of the event loop with one
  * command (a script that adds each: a command per entry cost 24 µs each); a copy that failed
  * leaves a hole in the offsets that a resume reports as a gap, never as a silent skip.
  */
-/** Appends a batch of entries to a log stream (one command instead of one per entry). */
-const APPEND = `for i = 2, #ARGV, 5 do
+/**
+ * Appends a batch of entries to a log stream (one command instead of one per entry) and sets
+ * the stream's expiry: the first write makes the key, so that is where it must get one.
+ */
+const APPEND = `for i = 3, #ARGV, 5 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i], 'i', ARGV[i + 1], 'a', ARGV[i + 2], 't', ARGV[i + 3], 'f', ARGV[i + 4])
 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`
 
 /** Entries written with one command at most. */
@@ -49,7 +55,7 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   async claim (nonce: string, expiresAt: number): Promise<boolean> {
-    return await this.#redis.set(`${this.#prefix}:nonce:${nonce}`, '1', 'PXAT', expiresAt, 'NX') === 'OK'
+    return await this.#redis.set(`${this.#prefix}:nonce:${nonce}`, '1', 'PXAT', expiresAt, 'NX').catch(unavailable('the token nonce claim')) === 'OK'
   }
 
   saveSession (session: Session): void {
@@ -57,6 +63,10 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   async takeSession (clientId: string): Promise<Session | undefined> {
+    return await this.#takeSession(clientId).catch(unavailable('the session lookup'))
+  }
+
+  async #takeSession (clientId: string): Promise<Session | undefined> {
     const raw = await this.#redis.getdel(`${this.#prefix}:session:${clientId}`)
     // the key expires with the session (PXAT)
     return raw === null ? await this.#presence.takeOrphan(clientId) : JSON.parse(raw) as Session
@@ -82,21 +92,24 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   #write (key: string, batch: Array<string | number | Buffer>): void {
-    this.#redis.eval(APPEND, 1, key, this.#options.replayMessages, ...batch).catch(err => this.#failed(err, 'replay log copy not written'))
+    this.#redis.eval(APPEND, 1, key, this.#options.replayMessages, this.#options.retention, ...batch).catch(err => this.#failed(err, 'replay log copy not written'))
   }
 
-  /** Keeps the stream's key alive while this instance writes to it; it expires `retention` after. */
+  /**
+   * Keeps the stream's key alive while this instance lives, written to or not (its clients
+   * may resume elsewhere from it); each write sets the expiry too, the first one included.
+   */
   #keep (stream: string): void {
     this.#streams.add(stream)
+    // a write of no entries only sets the expiry
     const refresh = (): void => {
-      for (const name of this.#streams) this.#redis.pexpire(`${this.#prefix}:log:${name}`, this.#options.retention).catch(err => this.#failed(err, 'replay log expiry not set'))
+      for (const name of this.#streams) this.#write(`${this.#prefix}:log:${name}`, [])
     }
-    setImmediate(refresh)
-    this.#timer ??= setInterval(refresh, Math.max(1000, Math.floor(this.#options.retention / 4))).unref()
+    this.#timer ??= setInterval(refresh, Math.max(10, Math.floor(this.#options.retention / 4))).unref()
   }
 
   async read (stream: string): Promise<LogEntry[]> {
-    const raw = await this.#redis.xrangeBuffer(`${this.#prefix}:log:${stream}`, '-', '+')
+    const raw = await this.#redis.xrangeBuffer(`${this.#prefix}:log:${stream}`, '-', '+').catch(unavailable('the log copy read'))
     return raw.map(([id, fields]) => {
       // written by append: i, a, t, f in this order
       const [, entryId, , at, , target, , frame] = fields
@@ -114,4 +127,9 @@ export class RedisResumeStore implements ResumeStore {
     clearInterval(this.#timer)
     this.#timer = undefined
   }
+}
+
+/** A read that Redis could not answer, named: a resume then fails as `unavailable`. */
+function unavailable (what: string): (err: unknown) => never {
+  return (err) => { throw new AdapterUnavailableError('redis', what, String(err), { cause: err }) }
 }

@@ -5,6 +5,9 @@ import type { AdapterHealth, AdapterHost, ClusterMessage, PresenceEntry, WsAdapt
 import { RedisPresence } from './redis-presence.ts'
 import { decodeClusterMessage, encodeClusterMessage } from './cluster-codec.ts'
 import { RedisResumeStore } from './redis-resume-store.ts'
+import { checkRedisAdapterOptions, type RedisAdapterOptions } from './redis-options.ts'
+
+export type { RedisAdapterOptions } from './redis-options.ts'
 import type { ResumeStoreOptions } from './resume-store.ts'
 
 /*
@@ -22,29 +25,6 @@ import type { ResumeStoreOptions } from './resume-store.ts'
  * are dropped and counted. After an outage the host is told (`gap`): messages of the
  * other instances sent meanwhile were lost, as Redis pub/sub keeps nothing.
  */
-
-export interface RedisAdapterOptions {
-  /** A Redis URL (`redis://host:port/db`): the adapter makes its clients and closes them. */
-  url?: string
-  /** ioredis options for the clients the adapter makes. */
-  redisOptions?: RedisOptions
-  /** Your ioredis client, for commands and publishing; left open on close unless `closeClients`. */
-  client?: Redis
-  /** Your ioredis client for subscribing (a dedicated connection); default: a duplicate of `client`. */
-  subscriber?: Redis
-  /** Close the clients you gave on `fastify.close()` (default false). */
-  closeClients?: boolean
-  /** Prefix of every channel and key, so environments sharing a Redis never cross-talk (default `wss`). */
-  prefix?: string
-  /** Publishes kept while Redis is unreachable; beyond it they are dropped and counted (default 1000). */
-  maxQueue?: number
-  /**
-   * How long an instance's presence outlives its last heartbeat, in ms (default 15 s; the
-   * heartbeat runs every third of it). An instance that dies without a shutdown drops out
-   * of the cluster-wide counts after this long.
-   */
-  presenceTtl?: number
-}
 
 export class RedisAdapter implements WsAdapter {
   readonly name = 'redis'
@@ -68,7 +48,9 @@ export class RedisAdapter implements WsAdapter {
   #log: FastifyBaseLogger | undefined = undefined
   readonly presence: RedisPresence
 
-  constructor (options: RedisAdapterOptions = {}) {
+  /** Throws InvalidAdapterOptionsError naming the field when an option is unknown or does not fit. */
+  constructor (input: RedisAdapterOptions = {}) {
+    const options = checkRedisAdapterOptions(input)
     this.prefix = options.prefix ?? 'wss'
     this.channel = `${this.prefix}:msg`
     this.#maxQueue = options.maxQueue ?? 1000

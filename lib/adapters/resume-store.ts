@@ -15,12 +15,13 @@ import type { NonceStore } from '../tokens.ts'
 export interface ResumeStore extends NonceStore {
   /**
    * Records a used token nonce until `expiresAt`; false if any instance recorded it before.
-   * A store that cannot answer rejects: the resume then fails as `invalid`, never passes.
+   * A store that cannot answer rejects (best with AdapterUnavailableError): the resume then
+   * fails as `unavailable`, never passes.
    */
   claim (nonce: string, expiresAt: number): boolean | Promise<boolean>
   /** Keeps a session until `session.expiresAt`. Must not throw; may persist later. */
   saveSession (session: Session): void
-  /** Removes and returns a session that has not expired. */
+  /** Removes and returns a session that has not expired. A store that cannot answer rejects: the resume fails as `unavailable`. */
   takeSession (clientId: string): Session | undefined | Promise<Session | undefined>
   /** Copies an entry of the log named `stream` (the instance's id). Must not throw or wait. */
   append (stream: string, entry: LogEntry): void

@@ -3,7 +3,8 @@
  * on resume-protocol routes the welcome and the message envelopes.
  */
 
-export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap'
+/** Why a resume failed (PROTOCOL.md); `unavailable`: the server could not reach its session store. */
+export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap' | 'unavailable'
 
 export interface WelcomeFrame {
   type: 'welcome'
