@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws'
 import { resolveOptions, type WsStabilizerOptions } from './lib/options.ts'
 import { resolveRouteOptions } from './lib/route-options.ts'
 import { WsManager } from './lib/manager.ts'
-import { onConnection, refuseUpgradeToPlainRoute, upgradePreHandler } from './lib/upgrade.ts'
+import { onConnection, refuseUpgrades, upgradePreHandler } from './lib/upgrade.ts'
 import { connectionOf } from './lib/socket-listeners.ts'
 import { AlreadyRegisteredError } from './lib/errors.ts'
 import { registerPrometheus } from './lib/prometheus.ts'
@@ -40,10 +40,7 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
 
   // Added before @fastify/websocket registers its own, so these run first.
   fastify.addHook('onRoute', (route: RouteOptions) => {
-    if (route.websocket !== true && route.wsHandler === undefined) {
-      route.onRequest = route.onRequest === undefined ? [refuseUpgradeToPlainRoute] : [...[route.onRequest].flat(), refuseUpgradeToPlainRoute]
-      return
-    }
+    if (route.websocket !== true && route.wsHandler === undefined) return
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     if (methods.every(m => m === 'HEAD')) return
     const settings = resolveRouteOptions(route.url, route.config?.ws, options)
@@ -81,6 +78,10 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
       log.warn({ maxPayload: theirs.maxPayload, closeTimeout: theirs.closeTimeout }, '@fastify/websocket was registered by the app: pass it options { maxPayload, closeTimeout } matching limits.maxMessageSize and closeTimeout, or let this plugin register it')
     }
   }
+  // after @fastify/websocket's own onRoute, which wraps every handler: plain routes refuse upgrades with 404
+  fastify.addHook('onRoute', (route: RouteOptions) => {
+    if (route.websocket !== true && route.wsHandler === undefined) route.handler = refuseUpgrades(route.handler)
+  })
   fastify.websocketServer.on('connection', onConnection(manager))
 
   /** Socket errors are logged by the connection's own listener; handler errors close that socket with 1011. */

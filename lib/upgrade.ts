@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, preHandlerAsyncHookHandler } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import type { WebSocket } from 'ws'
 import type { WsManager } from './manager.ts'
@@ -83,18 +83,22 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
 }
 
 /**
- * The onRequest hook added to each route that is not a WebSocket route: an upgrade there
- * would be accepted by @fastify/websocket and closed at once with 1005 and no reason.
- * It gets 404 instead, before the upgrade, as an unknown path does: no WebSocket resource
- * lives there (RFC 6455 4.1 names 404 for that), and 400 would blame a request that is
- * well formed.
+ * Wraps the handler of each route that is not a WebSocket route (after @fastify/websocket
+ * has wrapped it): an upgrade there would be accepted by @fastify/websocket and closed at
+ * once with 1005 and no reason. It gets 404 instead, before the upgrade, as an unknown path
+ * does: no WebSocket resource lives there (RFC 6455 4.1 names 404 for that), and 400 would
+ * blame a request that is well formed. A wrapper rather than a hook: plain requests pay one
+ * flag read (as they do for @fastify/websocket's own wrapper), not a hook run.
  */
-export async function refuseUpgradeToPlainRoute (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  if (!request.ws) return
-  // the route's pattern, not request.url: a query string may carry a token
-  const message = `Route ${request.method}:${request.routeOptions.url!} is not a WebSocket route`
-  request.log.info({ route: request.routeOptions.url }, `websocket upgrade refused: ${message}`)
-  await reply.code(404).send({ statusCode: 404, error: 'Not Found', message })
+export function refuseUpgrades (handler: RouteHandlerMethod): RouteHandlerMethod {
+  return function refuseUpgradeToPlainRoute (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+    if (!request.ws) return handler.call(this, request, reply)
+    // the route's pattern, not request.url: a query string may carry a token
+    const message = `Route ${request.method}:${request.routeOptions.url!} is not a WebSocket route`
+    request.log.info({ route: request.routeOptions.url }, `websocket upgrade refused: ${message}`)
+    reply.code(404).send({ statusCode: 404, error: 'Not Found', message })
+    return undefined
+  }
 }
 
 const ERRORS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 429: 'Too Many Requests', 503: 'Service Unavailable' }

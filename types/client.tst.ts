@@ -39,6 +39,7 @@ test('the ws package\'s WebSocket fits as it is', () => {
 test('events are typed', () => {
   client.on('resumeFailed', (info) => {
     expect(info.reason).type.toBe<ResumeFailure>()
+    expect<'unavailable'>().type.toBeAssignableTo<typeof info.reason>()
   })
   client.on('error', (err) => {
     expect(err).type.toBe<Error>()
