@@ -36,11 +36,12 @@ test('ws\' own maxPayload check (no route raised it) closes with 1009 as message
 })
 
 test('client pings count as life', async (t) => {
-  const app = await buildApp(t, { heartbeat: { interval: 40, timeout: 120 } }, app => { app.get('/ws', { websocket: true }, () => {}) })
+  // a timeout well above the ping period, so that a busy machine's stall is not silence
+  const app = await buildApp(t, { heartbeat: { interval: 40, timeout: 300 } }, app => { app.get('/ws', { websocket: true }, () => {}) })
   const client = await connect(app, '/ws', { autoPong: false })
   const timer = setInterval(() => client.ws.ping(), 20)
   const started = Date.now()
-  await until(() => Date.now() - started > 400, 2000)
+  await until(() => Date.now() - started > 900, 2000)
   clearInterval(timer)
   t.equal(client.ws.readyState, 1)
   await client.close()
