@@ -162,47 +162,6 @@ test('unmanaged routes: config.ws false or managed false', async (t) => {
   await b.close()
 })
 
-test('identify: async, with userId and metadata; a thrown statusCode refuses the upgrade', async (t) => {
-  const app = await buildApp(t, {}, app => {
-    app.get<{ Querystring: { user?: string } }>('/ws', {
-      websocket: true,
-      config: {
-        ws: {
-          identify: async (request) => {
-            await new Promise(resolve => setImmediate(resolve))
-            const user = (request.query as { user?: string }).user
-            if (user === 'mallory') throw Object.assign(new Error('go away'), { statusCode: 401 })
-            if (user === 'broken') return { clientId: 42 } as unknown as { clientId: string }
-            return { clientId: `c-${user}`, userId: user, metadata: { plan: 'pro' } }
-          }
-        }
-      }
-    }, () => {})
-  })
-  const ok = await connect(app, '/ws?user=ann')
-  const conn = app.wsManager.getConnection('c-ann')!
-  t.equal(conn.userId, 'ann')
-  t.same(conn.metadata, { plan: 'pro' })
-  await t.rejects(connect(app, '/ws?user=mallory'), { message: 'Unexpected server response: 401' })
-  await t.rejects(connect(app, '/ws?user=broken'), { message: 'Unexpected server response: 500' })
-  t.equal(app.wsManager.getConnectionCount(), 1)
-  await ok.close()
-})
-
-test('the plugin-level identify applies where the route has none; the default clientId is a UUID', async (t) => {
-  const app = await buildApp(t, { identify: () => ({ userId: 'from-plugin' }) }, app => {
-    app.get('/a', { websocket: true }, () => {})
-    app.get('/b', { websocket: true, config: { ws: { identify: () => undefined } } }, () => {})
-  })
-  const a = await connect(app, '/a')
-  const b = await connect(app, '/b')
-  const users = app.wsManager.getActiveConnections().map(id => app.wsManager.getConnection(id)!.userId)
-  t.same(users.sort(), ['from-plugin', undefined].sort())
-  for (const id of app.wsManager.getActiveConnections()) t.match(id, /^[0-9a-f-]{36}$/)
-  await a.close()
-  await b.close()
-})
-
 test('optionsFromEnv reads WS_* variables, explicit options win field by field', async (t) => {
   const env = {
     WS_HEARTBEAT_ENABLED: 'false',
@@ -270,4 +229,34 @@ test('validation never changes the object the app passed', async (t) => {
   const resolved = resolveOptions(options)
   t.same(options, { heartbeat: { interval: 1000 }, limits: {} })
   t.equal(resolved.heartbeat.timeout, 60_000)
+})
+
+test('option values that JSON cannot show are still named', async (t) => {
+  t.throws(() => resolveOptions({ heartbeat: { interval: 10n as unknown as number } }), { message: /got `10`/ })
+})
+
+test('options: a function where a value belongs, and a non-object', async (t) => {
+  t.throws(() => resolveOptions({ metrics: (() => 1) as unknown as boolean }), { message: /`metrics` to be a boolean, got `a function`/ })
+  t.throws(() => resolveOptions([] as unknown as object), { message: /Expected `options` to be an object, got `\[\]`/ })
+  t.throws(() => resolveOptions(5 as unknown as object), { message: /Expected `options` to be an object, got `5`/ })
+  t.equal(resolveOptions(undefined).heartbeat.interval, 30_000)
+  t.throws(() => resolveOptions({ compression: Symbol('zip') as unknown as 'none' }), { message: /`compression` to be `none` or `deflate`, got `Symbol\(zip\)`/ })
+})
+
+test('plugin: a websocket route declared with a method array; @fastify/websocket registered with matching options gives no warning', async (t) => {
+  const lines: Array<{ msg: string }> = []
+  const stream = new Writable({ write (chunk, _e, cb) { lines.push(JSON.parse(chunk.toString())); cb() } })
+  const app = Fastify({ logger: { level: 'warn', stream } })
+  const fastifyWebsocket = (await import('@fastify/websocket')).default
+  // closeTimeout is a ws 8.19+ option that @types/ws does not list yet
+  const wsOptions = { maxPayload: 1000, closeTimeout: 1000 }
+  await app.register(fastifyWebsocket, { options: wsOptions })
+  await app.register(wsStabilizer, { limits: { maxMessageSize: 1000 }, closeTimeout: 1000 })
+  app.route({ method: ['GET'], url: '/ws', websocket: true, handler: () => {} })
+  t.after(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.same(lines, [])
+  const client = await connect(app, '/ws')
+  t.equal(app.wsManager.getConnectionCount(), 1)
+  await client.close()
 })

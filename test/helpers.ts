@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import WebSocket, { type ClientOptions, type RawData } from 'ws'
 import type { AddressInfo } from 'node:net'
 import wsStabilizer, { type WsStabilizerOptions } from '../plugin.ts'
+import { injectSocket } from '../lib/testing/open.ts'
 
 interface Test { after (fn: () => unknown): void }
 
@@ -12,6 +13,16 @@ export async function buildApp (t: Test, options: WsStabilizerOptions = {}, rout
   if (routes !== undefined) routes(app)
   t.after(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
+  return app
+}
+
+/** The same app, not listening: reach it with inject() (no port), for tests where a real socket adds nothing. */
+export async function buildInjectedApp (t: Test, options: WsStabilizerOptions = {}, routes?: (app: FastifyInstance) => void, serverOptions: FastifyServerOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify(serverOptions)
+  await app.register(wsStabilizer, options)
+  if (routes !== undefined) routes(app)
+  t.after(() => app.close())
+  await app.ready()
   return app
 }
 
@@ -111,6 +122,42 @@ export class TestClient {
 export function connect (app: FastifyInstance, path: string, options?: ClientOptions): Promise<TestClient> {
   return TestClient.open(urlOf(app, path), options)
 }
+
+/**
+ * connect() through `app.injectWS`, opened as the /testing helpers open it (the client is
+ * wrapped before the upgrade, the in-memory stream closes as a socket does); a refused
+ * upgrade rejects as connect() does.
+ */
+export async function inject (app: FastifyInstance, path: string): Promise<TestClient> {
+  let client!: TestClient
+  const opening = injectSocket(app, path, {}, ws => { client = new TestClient(ws) })
+  await opening.socket.catch((err: { statusCode: number }) => {
+    throw Object.assign(new Error(`Unexpected server response: ${String(err.statusCode)}`), { statusCode: err.statusCode })
+  })
+  return client
+}
+
+/** An app whose /ws route identifies by ?id=&user= and joins every connection to the room 'all'. */
+export async function roomApp (t: Test, options = {}, build = buildApp): Promise<FastifyInstance> {
+  return await build(t, options, app => {
+    app.get('/ws', {
+      websocket: true,
+      config: {
+        ws: {
+          rooms: ['all'],
+          identify: (request) => {
+            const q = request.query as { id?: string, user?: string }
+            return { clientId: q.id, userId: q.user }
+          }
+        }
+      }
+    }, () => {})
+  })
+}
+
+/** A client of roomApp's /ws as clientId id (and user), over its port or injected when it does not listen. */
+export const open = (app: FastifyInstance, id: string, user?: string): Promise<TestClient> =>
+  (app.server.listening ? connect : inject)(app, `/ws?id=${id}${user === undefined ? '' : `&user=${user}`}`)
 
 /** Waits until predicate() is true, polling every few ms, at most timeoutMs. */
 export async function until (predicate: () => boolean | Promise<boolean>, timeoutMs = 2000, what = 'condition'): Promise<void> {

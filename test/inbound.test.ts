@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import WebSocket from 'ws'
 import { defineMessages, type DisconnectInfo, type RouteWsOptions, type WsStabilizerOptions } from '../plugin.ts'
-import { buildApp, connect, until, urlOf } from './helpers.ts'
+import { buildApp, buildInjectedApp, connect, inject, until, urlOf } from './helpers.ts'
 
 interface ErrorFrame { type: 'error', code: string, message: string, id?: unknown, retryAfterMs?: number }
 
@@ -143,4 +143,19 @@ test('a router that is never closed by accident: an answer to a client that left
   release()
   await new Promise(resolve => setTimeout(resolve, 10))
   t.pass('nothing thrown')
+})
+
+test('sizes are counted whatever binaryType the route chose', async (t) => {
+  const app = await buildInjectedApp(t, { limits: { maxMessageSize: 10 } }, app => {
+    app.get('/ab', { websocket: true }, (socket, r) => { socket.binaryType = 'arraybuffer'; r.wsConnection!.on('message', () => {}) })
+    app.get('/frag', { websocket: true }, (socket, r) => { socket.binaryType = 'fragments'; r.wsConnection!.on('message', () => {}) })
+  })
+  const ab = await inject(app, '/ab')
+  const frag = await inject(app, '/frag')
+  ab.send(Buffer.from([1, 2, 3]))
+  frag.send(Buffer.from([1, 2, 3, 4]))
+  await until(() => app.wsManager.getStats().bytesIn === 7)
+  frag.send(Buffer.alloc(11))
+  t.equal((await frag.closed).code, 1009, 'the size limit holds for fragments too')
+  await ab.close()
 })

@@ -1,8 +1,13 @@
 import { test } from 'tap'
 import Fastify from 'fastify'
 import WebSocket from 'ws'
-import wsStabilizer from '../plugin.ts'
-import { buildApp, connect, until, urlOf, type TestClient } from './helpers.ts'
+import { Writable } from 'node:stream'
+import wsStabilizer, { MemoryAdapter, resolveOptions } from '../plugin.ts'
+import { Registry } from '../lib/registry.ts'
+import { checkConnectionLimits } from '../lib/limits.ts'
+import { awaitClosed } from '../lib/shutdown.ts'
+import { defaultRouteSettings } from '../lib/route-options.ts'
+import { buildApp, buildInjectedApp, connect, inject, until, urlOf, type TestClient } from './helpers.ts'
 
 function byUser (id?: string): { websocket: true, config: { ws: { identify: (r: { query: unknown }) => { clientId?: string, userId?: string } } } } {
   return {
@@ -219,4 +224,55 @@ test('after close no timer, socket or server of the app is left', async (t) => {
   const after = count()
   t.notOk(app.wsManager.heartbeat.running)
   for (const kind of ['Timeout', 'TCPSocketWrap', 'TCPServerWrap']) t.ok(after[kind] <= before[kind], `${kind}: ${after[kind]} after, ${before[kind]} before`)
+})
+
+test('limits: a route cap at registration time (a race past the pre-upgrade check)', async (t) => {
+  const route = { ...defaultRouteSettings(resolveOptions({})), url: '/r', routeMaxConnections: 1, connections: 1 }
+  const refusal = checkConnectionLimits(new Registry(), route, 0, undefined, undefined)
+  t.match(refusal, { reason: 'connection_limit', code: 1013, message: 'route /r is at maxConnections (1)' })
+})
+
+test('an upgrade that passed the pre-upgrade check while a shutdown began is refused at registration', async (t) => {
+  let release!: () => void
+  const gate = new Promise<void>(resolve => { release = resolve })
+  let entered!: () => void
+  const inIdentify = new Promise<void>(resolve => { entered = resolve })
+  const app = await buildInjectedApp(t, { shutdown: { timeout: 200, closeCode: 1001 } }, app => {
+    app.get('/ws', { websocket: true, config: { ws: { identify: async () => { entered(); await gate; return undefined } } } }, () => {})
+  })
+  const pending = inject(app, '/ws')
+  await inIdentify
+  const shutdown = app.wsManager.gracefulShutdown()
+  release()
+  const client = await pending
+  t.equal((await client.closed).code, 1001)
+  t.equal(app.wsManager.getConnectionCount(), 0)
+  t.equal(app.wsManager.getStats().connectsTotal, 0)
+  await shutdown
+})
+
+test('shutdown: a close code ws refuses is counted as failed (terminated); an adapter that fails to close is logged', async (t) => {
+  const lines: Array<{ msg: string }> = []
+  const stream = new Writable({ write (chunk, _e, cb) { lines.push(JSON.parse(chunk.toString())); cb() } })
+  const adapter = new class extends MemoryAdapter {
+    override close (): void { throw new Error('cannot close') }
+  }()
+  const app = Fastify({ logger: { level: 'error', stream } })
+  await app.register(wsStabilizer, { adapter })
+  app.get('/ws', { websocket: true }, () => {})
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const client = await connect(app, '/ws')
+  const report = await app.wsManager.gracefulShutdown({ closeCode: 1005, timeout: 500 })
+  t.equal(report.failedCount, 1)
+  t.equal((await client.closed).code, 1006)
+  t.ok(lines.some(l => l.msg === 'adapter close failed'))
+  await app.close()
+})
+
+test('awaitClosed counts an already closed socket as closed', async (t) => {
+  const app = await buildInjectedApp(t, {}, app => { app.get('/ws', { websocket: true }, () => {}) })
+  const { ws } = await inject(app, '/ws')
+  ws.close()
+  await new Promise(resolve => ws.once('close', resolve))
+  t.same(await awaitClosed([ws], 100), { clean: 1, terminated: 0 })
 })

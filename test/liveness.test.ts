@@ -124,3 +124,29 @@ test('the heartbeat timer is gone after close', async (t) => {
   t.notOk(app.wsManager.heartbeat.running)
   await client.closed
 })
+
+test('client pings count as life', async (t) => {
+  // a timeout well above the ping period, so that a busy machine's stall is not silence
+  const app = await buildApp(t, { heartbeat: { interval: 40, timeout: 300 } }, app => { app.get('/ws', { websocket: true }, () => {}) })
+  const client = await connect(app, '/ws', { autoPong: false })
+  const timer = setInterval(() => client.ws.ping(), 20)
+  const started = Date.now()
+  await until(() => Date.now() - started > 900, 2000)
+  clearInterval(timer)
+  t.equal(client.ws.readyState, 1)
+  await client.close()
+})
+
+test('manager: start() twice is harmless; register() without rooms; the heartbeat re-arms after stop/start with connections', async (t) => {
+  const app = await buildApp(t, { heartbeat: { interval: 30, timeout: 90 } }, app => {
+    app.get('/raw', { websocket: true, config: { ws: false } }, (socket) => { app.wsManager.register(socket, { clientId: 'manual' }) })
+  })
+  await app.wsManager.start()
+  const client = await connect(app, '/raw', { autoPong: false })
+  t.same([...app.wsManager.getConnection('manual')!.rooms], [])
+  app.wsManager.heartbeat.stop()
+  t.notOk(app.wsManager.heartbeat.running)
+  app.wsManager.heartbeat.start()
+  t.ok(app.wsManager.heartbeat.running)
+  t.equal((await client.closed).code, 1006, 'the re-armed heartbeat still finds the silent client')
+})
