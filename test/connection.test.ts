@@ -67,7 +67,7 @@ test('off() removes a listener; close listeners run once with the info', async (
   t.equal(closes[0].disconnectReason, 'client_close')
 })
 
-test('conn.close(code, reason)', async (t) => {
+test('conn.close(code, reason): the client gets that code and reason', async (t) => {
   const app = await buildInjectedApp(t, {}, app => { app.get('/ws', { websocket: true }, (_s, r) => { r.wsConnection!.close(4100, 'go') }) })
   const client = await inject(app, '/ws')
   t.same(await client.closed, { code: 4100, reason: 'go' })

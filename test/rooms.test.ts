@@ -1,6 +1,8 @@
 import { test } from 'tap'
 import { buildInjectedApp, open, roomApp, until } from './helpers.ts'
 
+/* Room membership: joins at connect, by id or on the connection, leave-all on disconnect, empty rooms deleted. */
+
 test('rooms: joined on connect, join and leave by id or connection, events, empty rooms deleted', async (t) => {
   const app = await roomApp(t, {}, buildInjectedApp)
   const m = app.wsManager

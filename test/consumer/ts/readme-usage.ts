@@ -1,4 +1,4 @@
-/* The README Usage block, verbatim (test/regressions/published-types.test.ts checks it is): it must compile in a strict TypeScript app. */
+/* The README Usage block, verbatim (test/regressions/published-types-compile-for-consumers.test.ts checks it is): it must compile in a strict TypeScript app. */
 import Fastify from 'fastify'
 import wsStabilizer, { wsConnectionOf } from 'fastify-websocket-stabilizer'
 
