@@ -1,4 +1,4 @@
-import { test } from 'tap'
+import t, { test } from 'tap'
 import { execFile } from 'node:child_process'
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -15,6 +15,9 @@ import { fileURLToPath } from 'node:url'
  * `request` was typed as a FastifyReply (the README Usage block gave 6 errors).
  * The other dependencies are the repository's own, linked, not installed.
  */
+
+// a build and a strict compile: under a minute alone, longer on a busy machine
+t.setTimeout(4 * 60_000)
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
