@@ -225,8 +225,8 @@ export function checkFunction (value: unknown, name: string): void {
 export function checkAdapter (value: unknown): void {
   if (value === undefined) return
   const a = value as Partial<WsAdapter>
-  if (typeof value !== 'object' || value === null || typeof a.start !== 'function' || typeof a.publish !== 'function' || typeof a.close !== 'function') {
-    throw new InvalidOptionsError(`Expected \`adapter\` to be an adapter object with start(), publish() and close(), got \`${show(value)}\``)
+  if (typeof value !== 'object' || value === null || typeof a.start !== 'function' || typeof a.publish !== 'function' || typeof a.close !== 'function' || typeof a.presence?.start !== 'function') {
+    throw new InvalidOptionsError(`Expected \`adapter\` to be an adapter object with start(), publish(), close() and a presence, got \`${show(value)}\``)
   }
 }
 
