@@ -147,7 +147,7 @@ type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? Partial<T[K]> : T
 export interface WsStabilizerOptions extends DeepPartial<Static<typeof PluginOptionsSchema>> {
   /** How to identify a client from the upgrade request; a route's `config.ws.identify` wins. */
   identify?: IdentifyFn
-  /** Delivery between instances; default: an in-memory adapter (this process only). */
+  /** Delivery between instances, with its presence and resume state; default: an in-memory adapter (this process only). */
   adapter?: WsAdapter
   /** Adds the plugin's metrics to a prom-client registry (and turns `metrics` on). */
   prometheus?: PrometheusOptions
