@@ -5,7 +5,7 @@ import type { Rooms } from './rooms.ts'
 
 /*
  * `wsManager.cluster`: the same questions as the manager's own getters, answered for
- * every instance together (this one from memory, the others through the adapter). With
+ * every instance together (this one from memory, the others through the adapter's presence). With
  * the in-memory adapter alone they give the same answers as the getters. When the adapter
  * cannot answer (Redis is unreachable), each rejects with AdapterUnavailableError naming
  * the call, the adapter's error as its `cause`.
@@ -73,11 +73,11 @@ export class ClusterView {
 
   async #userConnections (userId: string, call: string): Promise<number> {
     const local = this.#registry.userConnections(userId).size
-    return local + await this.#adapter.remoteUserConnections(userId).catch(this.#unavailable(call))
+    return local + await this.#adapter.presence.remoteUserConnections(userId).catch(this.#unavailable(call))
   }
 
-  async #remote (call: string): ReturnType<WsAdapter['remoteConnections']> {
-    return await this.#adapter.remoteConnections().catch(this.#unavailable(call))
+  async #remote (call: string): ReturnType<WsAdapter['presence']['remoteConnections']> {
+    return await this.#adapter.presence.remoteConnections().catch(this.#unavailable(call))
   }
 
   #unavailable (call: string): (err: unknown) => never {

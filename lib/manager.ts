@@ -20,9 +20,10 @@ import { InboundGuard } from './inbound-guard.ts'
 import { errorFrame } from './protocol.ts'
 import type { AuthFailure, Principal } from './auth.ts'
 import type { FastifyRequest } from 'fastify'
-import { Resumption, type Outgoing, type PendingResume } from './resumption.ts'
+import { Resumption, type PendingResume } from './resumption.ts'
+import { Delivery, deliverTo, targetOf, toCluster, type BroadcastResult } from './delivery.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
-import type { AdapterHealth, ClusterMessage, ClusterPayload, GapInfo, WsAdapter } from './adapters/adapter.ts'
+import type { AdapterHealth, ClusterMessage, GapInfo, WsAdapter } from './adapters/adapter.ts'
 import type { ResolvedOptions } from './options.ts'
 import { CloseCode } from './close-codes.ts'
 import {
@@ -30,19 +31,10 @@ import {
   ShutdownError, WebSocketStabilizerError
 } from './errors.ts'
 
-/** The outcome of a delivery to many connections. */
+export type { BroadcastResult } from './delivery.ts'
 
 /** Why a connection is refused once upgraded: a limit, or the shutdown. */
 type Refusal = Omit<LimitViolation, 'reason'> & { reason: LimitViolation['reason'] | 'server_shutdown' }
-
-export interface BroadcastResult {
-  /** Connections targeted on this instance. */
-  total: number
-  succeeded: number
-  failed: number
-  /** `[clientId, why]` for each failed delivery. */
-  errors: Array<[string, string]>
-}
 
 export interface SendOptions {
   /** Never logged for replay: a client that was away does not get it after a resume. */
@@ -105,6 +97,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #shutdown: Promise<ShutdownReport> | undefined = undefined
   #started = false
   #resumption: Resumption
+  #delivery: Delivery
   #guard: InboundGuard
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
@@ -119,8 +112,9 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const store = this.adapter.resumeStore({ instanceId: this.instanceId, replayMessages, replayBytes, sweepEvery: Math.min(tokenTtl, 60_000), retention: maxDisconnect }, log)
     this.#resumption = new Resumption(options.reconnect, log, store, this.instanceId)
     this.cluster = new ClusterView(this.#registry, this.#rooms, this.adapter)
+    this.#delivery = new Delivery(this.#registry, this.#rooms)
     this.#host = {
-      send: (conn, message, options) => write(conn, this.#resumption.frameFor(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile)), false, options?.volatile) === undefined,
+      send: (conn, message, options) => deliverTo(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile)) === undefined,
       join: (conn, room) => this.#join(conn, room),
       leave: (conn, room) => this.#leave(conn, room),
       close: (conn, code, reason, why, extra) => this.#end(conn, code, reason, why, false, extra),
@@ -166,13 +160,15 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     if (this.#started) return
     this.#started = true
     this.#heartbeat.start()
-    await this.adapter.start({
+    const log = this.#log.child({ adapter: this.adapter.name })
+    // delivery first: the presence writes through the connection it made
+    await this.adapter.start({ instanceId: this.instanceId, deliver: message => this.#deliverRemote(message), gap: info => this.#gap(info), log })
+    await this.adapter.presence.start({
       instanceId: this.instanceId,
-      deliver: message => this.#deliverRemote(message),
-      gap: info => this.#gap(info),
+      retention: this.options.reconnect.maxDisconnect,
       connections: () => this.#registry.connections(),
       userConnectionCount: userId => this.#registry.userConnections(userId).size,
-      log: this.#log.child({ adapter: this.adapter.name })
+      log
     })
   }
 
@@ -231,20 +227,20 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   /** Sends to one client. False when it is not connected here (or not open). */
   send (clientId: string, message: OutboundMessage, options: SendOptions = {}): boolean {
-    const out = this.#resumption.prepare(message, { clientId }, options.volatile)
-    const conn = this.#registry.get(clientId)
-    if (conn === undefined) {
-      this.adapter.publish({ type: 'client', clientId, ...payload(out, options.volatile) })
-      return false
-    }
-    return write(conn, this.#resumption.frameFor(conn, out), false, out.volatile) === undefined
+    const target = { clientId }
+    const out = this.#resumption.prepare(message, target, options.volatile)
+    const result = this.#delivery.deliver(target, out)
+    // not connected here: perhaps on another instance
+    if (result.total === 0) this.adapter.publish(toCluster(target, out))
+    return result.succeeded === 1
   }
 
   /** Sends to every connection of a user (devices, tabs). */
   sendToUser (userId: string, message: OutboundMessage, options: SendOptions = {}): BroadcastResult {
-    const out = this.#resumption.prepare(message, { userId }, options.volatile)
-    this.adapter.publish({ type: 'user', userId, ...payload(out, options.volatile) })
-    return this.#deliver(this.#registry.userConnections(userId), out, undefined)
+    const target = { userId }
+    const out = this.#resumption.prepare(message, target, options.volatile)
+    this.adapter.publish(toCluster(target, out))
+    return this.#delivery.deliver(target, out)
   }
 
   /**
@@ -255,11 +251,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   async broadcast (message: OutboundMessage, options: BroadcastOptions = {}): Promise<BroadcastResult> {
     if (this.#shutdown !== undefined) throw new ShutdownError('broadcast refused')
     const rooms = options.room === undefined ? undefined : typeof options.room === 'string' ? [options.room] : options.room
-    const exclude = options.exclude === undefined ? undefined : typeof options.exclude === 'string' ? new Set([options.exclude]) : new Set(options.exclude)
-    const excluded = exclude === undefined ? undefined : [...exclude]
-    const out = this.#resumption.prepare(message, { rooms, exclude: excluded }, options.volatile)
-    this.adapter.publish({ type: 'broadcast', rooms, exclude: excluded, ...payload(out, options.volatile) })
-    const result = this.#deliver(this.#targets(rooms), out, exclude)
+    const exclude = options.exclude === undefined ? undefined : typeof options.exclude === 'string' ? [options.exclude] : [...new Set(options.exclude)]
+    const target = { rooms, exclude }
+    const out = this.#resumption.prepare(message, target, options.volatile)
+    this.adapter.publish(toCluster(target, out))
+    const result = this.#delivery.deliver(target, out)
     this.#stats.broadcast(result.failed)
     this.#log.debug({ total: result.total, succeeded: result.succeeded, failed: result.failed, rooms }, 'broadcast')
     if (result.total > 0 && result.succeeded === 0) {
@@ -328,7 +324,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    */
   async connectionsElsewhere (userId: string): Promise<number> {
     try {
-      return await this.adapter.remoteUserConnections(userId)
+      return await this.adapter.presence.remoteUserConnections(userId)
     } catch (err) {
       this.#log.warn({ err }, 'per-user connection count of the other instances unknown: counting this instance only')
       return 0
@@ -399,7 +395,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#heartbeat.add(conn)
     for (const room of route.rooms) this.#rooms.join(conn, room)
     if (restored?.rooms !== undefined) for (const room of restored.rooms) this.#rooms.join(conn, room)
-    this.adapter.connected(conn)
+    this.adapter.presence.connected(conn)
     const expiresAt = conn.principal?.expiresAt
     if (expiresAt !== undefined) this.#guard.expiries.set(conn, expiresAt)
     if (route.reconnect !== undefined) this.#resumption.welcome(conn, restored)
@@ -459,10 +455,13 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     }
     const { clean, terminated } = await awaitClosed(sockets, options.timeout)
     this.#resumption.close()
-    try {
-      await this.adapter.close()
-    } catch (err) {
-      this.#fail(err, undefined, 'adapter close failed')
+    // the presence first: its last writes go out before the broker ends the connections
+    for (const part of [this.adapter.presence, this.adapter]) {
+      try {
+        await part.close()
+      } catch (err) {
+        this.#fail(err, undefined, 'adapter close failed')
+      }
     }
     const report = { closedCount: clean, terminatedCount: terminated, failedCount: failed, durationMs: Date.now() - started }
     this.#log.info(report, 'websocket shutdown complete')
@@ -479,7 +478,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
     const [code, why, name] = failure.status === 401 ? [CloseCode.UNAUTHORIZED, 'unauthorized', 'UNAUTHORIZED'] as const : [CloseCode.FORBIDDEN, 'forbidden', 'FORBIDDEN'] as const
     this.#stats.rejected(why)
-    socket.send(errorFrame(name, failure.message))
+    write(conn, { data: errorFrame(name, failure.message), binary: false }, true)
     conn.markClosing()
     conn.markClosed({ code, reason: failure.message, disconnectReason: why, durationMs: 0, rooms: [] })
     conn.log.warn({ code, reason: why }, `websocket refused: ${failure.message}`)
@@ -501,7 +500,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #join (conn: ManagedConnection, room: string): boolean {
     checkRoom(room)
     if (!conn.isOpen || !this.#rooms.join(conn, room)) return false
-    this.adapter.roomsChanged(conn)
+    this.adapter.presence.roomsChanged(conn)
     conn.log.debug({ room }, 'joined room')
     this.#emit('join', conn, room)
     return true
@@ -510,34 +509,10 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #leave (conn: ManagedConnection, room: string): boolean {
     checkRoom(room)
     if (!this.#rooms.leave(conn, room)) return false
-    if (conn.isOpen) this.adapter.roomsChanged(conn)
+    if (conn.isOpen) this.adapter.presence.roomsChanged(conn)
     conn.log.debug({ room }, 'left room')
     this.#emit('leave', conn, room)
     return true
-  }
-
-  #targets (rooms: string[] | undefined): Iterable<ManagedConnection> {
-    if (rooms === undefined) return this.#registry.connections()
-    if (rooms.length === 1) return this.#rooms.members(rooms[0])
-    const union = new Set<ManagedConnection>()
-    for (const room of rooms) for (const conn of this.#rooms.members(room)) union.add(conn)
-    return union
-  }
-
-  #deliver (targets: Iterable<ManagedConnection>, out: Outgoing, exclude: Set<string> | undefined): BroadcastResult {
-    const result: BroadcastResult = { total: 0, succeeded: 0, failed: 0, errors: [] }
-    for (const conn of targets) {
-      if (exclude !== undefined && exclude.has(conn.id)) continue
-      result.total++
-      const error = write(conn, this.#resumption.frameFor(conn, out), false, out.volatile)
-      if (error === undefined) {
-        result.succeeded++
-      } else {
-        result.failed++
-        result.errors.push([conn.id, error])
-      }
-    }
-    return result
   }
 
   /** A message from another instance: logged here too (with this log's offset), then delivered. */
@@ -547,18 +522,9 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       if (conn !== undefined) this.#end(conn, message.code, message.reason, message.code === CloseCode.REPLACED ? 'replaced' : 'server_disconnect', false)
       return
     }
-    const plain = { data: message.data, binary: message.binary, json: message.json }
-    if (message.type === 'broadcast') {
-      const out = this.#resumption.prepareEncoded(plain, { rooms: message.rooms, exclude: message.exclude }, message.volatile, message.id)
-      this.#deliver(this.#targets(message.rooms), out, message.exclude === undefined ? undefined : new Set(message.exclude))
-    } else if (message.type === 'user') {
-      const out = this.#resumption.prepareEncoded(plain, { userId: message.userId }, message.volatile, message.id)
-      this.#deliver(this.#registry.userConnections(message.userId), out, undefined)
-    } else {
-      const out = this.#resumption.prepareEncoded(plain, { clientId: message.clientId }, message.volatile, message.id)
-      const conn = this.#registry.get(message.clientId)
-      if (conn !== undefined) write(conn, this.#resumption.frameFor(conn, out), false, out.volatile)
-    }
+    const target = targetOf(message)
+    const out = this.#resumption.prepareEncoded({ data: message.data, binary: message.binary, json: message.json }, target, message.volatile, message.id)
+    this.#delivery.deliver(target, out)
   }
 
   #gap (info: GapInfo): void {
@@ -618,7 +584,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #cleanup (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason, extra?: object): void {
     if (conn.disconnectInfo !== undefined) return
     this.#registry.remove(conn)
-    this.adapter.disconnected(conn)
+    this.adapter.presence.disconnected(conn)
     if (conn.principal?.expiresAt !== undefined) this.#guard.expiries.delete(conn)
     const rooms = this.#rooms.leaveAll(conn)
     this.#heartbeat.delete(conn)
@@ -671,10 +637,4 @@ function safeClose (socket: WebSocket, code: number, reason: string): boolean {
     socket.terminate()
     return false
   }
-}
-
-/** What goes to the other instances: the encoded message, sent as it is. */
-function payload (out: Outgoing, volatile: boolean | undefined): ClusterPayload {
-  const { data, binary, json } = out.plain
-  return volatile === true ? { data, binary, json, volatile } : { data, binary, json, id: out.id }
 }

@@ -147,7 +147,7 @@ type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? Partial<T[K]> : T
 export interface WsStabilizerOptions extends DeepPartial<Static<typeof PluginOptionsSchema>> {
   /** How to identify a client from the upgrade request; a route's `config.ws.identify` wins. */
   identify?: IdentifyFn
-  /** Delivery between instances; default: an in-memory adapter (this process only). */
+  /** Delivery between instances, with its presence and resume state; default: an in-memory adapter (this process only). */
   adapter?: WsAdapter
   /** Adds the plugin's metrics to a prom-client registry (and turns `metrics` on). */
   prometheus?: PrometheusOptions
@@ -225,8 +225,8 @@ export function checkFunction (value: unknown, name: string): void {
 export function checkAdapter (value: unknown): void {
   if (value === undefined) return
   const a = value as Partial<WsAdapter>
-  if (typeof value !== 'object' || value === null || typeof a.start !== 'function' || typeof a.publish !== 'function' || typeof a.close !== 'function') {
-    throw new InvalidOptionsError(`Expected \`adapter\` to be an adapter object with start(), publish() and close(), got \`${show(value)}\``)
+  if (typeof value !== 'object' || value === null || typeof a.start !== 'function' || typeof a.publish !== 'function' || typeof a.close !== 'function' || typeof a.presence?.start !== 'function') {
+    throw new InvalidOptionsError(`Expected \`adapter\` to be an adapter object with start(), publish(), close() and a presence, got \`${show(value)}\``)
   }
 }
 

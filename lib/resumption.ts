@@ -11,10 +11,12 @@ import { CLOCK_MARGIN, entriesAfter, lastSeenAt } from './log-merge.ts'
 import type { Session } from './sessions.ts'
 import { ReconnectTokens, type ReconnectClaims } from './tokens.ts'
 import type { ResumeStore } from './adapters/resume-store.ts'
+import type { Outgoing } from './delivery.ts'
 
 /*
  * Everything that lets a client come back: reconnect tokens, the sessions of connections
- * that went away, the replay log, and the protocol framing of messages (offsets).
+ * that went away, the replay log, and the offsets of logged messages (the envelope a
+ * protocol route gets is made beside the write, in delivery.ts).
  */
 
 /**
@@ -53,16 +55,6 @@ export interface Restored {
   /** The offset the client resumed from, where its welcome puts it. */
   offset?: number
   failed?: ResumeFailure
-}
-
-/** A message encoded once, with its protocol frame (made on first need). */
-export interface Outgoing {
-  plain: Encoded
-  framed: Encoded | undefined
-  /** Its id in the logs, when it was logged. */
-  id?: string
-  /** Sent as volatile: never logged, and the first to go for a slow consumer. */
-  volatile?: boolean
 }
 
 /** How long a copy of another instance's log read for a resume is reused (a reconnect storm reads it once). */
@@ -144,13 +136,6 @@ export class Resumption {
     replay.append(entry)
     this.store.append(this.stream, entry)
     return entry
-  }
-
-  /** What a connection gets: the envelope on protocol routes, the plain message elsewhere. */
-  frameFor (conn: ManagedConnection, out: Outgoing): Encoded {
-    if (conn.route.reconnect === undefined) return out.plain
-    out.framed ??= { data: envelope(out.plain, undefined), binary: false }
-    return out.framed
   }
 
   /**

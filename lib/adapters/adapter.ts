@@ -2,9 +2,11 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { ResumeStore, ResumeStoreOptions } from './resume-store.ts'
 
 /*
- * The delivery seam between instances. The manager always delivers to its own
- * connections itself; an adapter only carries messages to the other instances and
- * hands it theirs. Local delivery never waits on an adapter.
+ * The seams between instances, two contracts (as centrifuge's `Broker` and
+ * `PresenceManager`): delivery, which carries messages to the other instances, and
+ * presence, which tells what connections they have. The manager always delivers to its
+ * own connections itself; local delivery never waits on an adapter. What every cluster
+ * transport shares (origin, echo, outage queue, gaps) is in cluster-adapter.ts.
  */
 
 /** The payload of a message between instances: encoded once, as `encode` made it. */
@@ -35,23 +37,35 @@ export interface PresenceEntry {
   readonly session?: { readonly metadata: Record<string, unknown>, readonly connectedAt: number }
 }
 
-/** What the manager gives an adapter when it starts. */
-export interface AdapterHost {
+/** What the manager gives the delivery part of an adapter when it starts. */
+export interface BrokerHost {
   /** Unique per manager (per process and plugin instance). */
   readonly instanceId: string
   /** Delivers a message from another instance to this instance's own connections. */
   deliver (message: ClusterMessage): void
   readonly log: FastifyBaseLogger
-  /** This instance's connections (an iterator over the registry: do not keep it). */
-  connections (): Iterable<PresenceEntry>
-  /** How many connections a user has on this instance. */
-  userConnectionCount (userId: string): number
   /**
    * Called when the link to the other instances came back after an outage: messages
    * between instances may have been lost meanwhile (the manager emits `gap`).
    */
   gap (info: GapInfo): void
 }
+
+/** What the manager gives the presence part of an adapter when it starts. */
+export interface PresenceHost {
+  /** Unique per manager: the name under which the others see this instance. */
+  readonly instanceId: string
+  /** How long the presence of an instance that died is kept for its clients' resumes (`reconnect.maxDisconnect`), in ms. */
+  readonly retention: number
+  readonly log: FastifyBaseLogger
+  /** This instance's connections (an iterator over the registry: do not keep it). */
+  connections (): Iterable<PresenceEntry>
+  /** How many connections a user has on this instance. */
+  userConnectionCount (userId: string): number
+}
+
+/** Both hosts in one, for an adapter that is its own presence. */
+export type AdapterHost = BrokerHost & PresenceHost
 
 /** What was lost while the other instances could not be reached. */
 export interface GapInfo {
@@ -68,22 +82,29 @@ export interface AdapterHealth {
   [detail: string]: unknown
 }
 
-export interface WsAdapter {
-  readonly name: string
+/**
+ * Delivery between instances (centrifuge's `Broker`): it only carries messages to the other
+ * instances and hands this one theirs. The manager always delivers to its own connections itself.
+ */
+export interface Broker {
   /** Called once, in the plugin's onReady. */
-  start (host: AdapterHost): void | Promise<void>
+  start (host: BrokerHost): void | Promise<void>
   /** Hands a message to the other instances. Must not throw and must not make the caller wait. */
   publish (message: ClusterMessage): void
-  /**
-   * Makes the store of resume state (token nonces, sessions, copies of the replay log),
-   * called once when the plugin is registered. It must be shared by all instances for a
-   * client to resume on another one.
-   */
-  resumeStore (options: ResumeStoreOptions, log: FastifyBaseLogger): ResumeStore
-  /*
-   * Presence: what the other instances know of this one's connections. The three calls
-   * must not throw or wait; the two queries answer for the other (live) instances only.
-   */
+  /** How the link to the other instances is doing. */
+  health (): AdapterHealth
+  /** Called once on fastify.close(), after every local connection is closed and the presence is closed. */
+  close (): void | Promise<void>
+}
+
+/**
+ * Presence (centrifuge's `PresenceManager`): what the other instances know of this one's
+ * connections. The three updates must not throw or wait; the two queries answer for the
+ * other (live) instances only.
+ */
+export interface PresenceManager {
+  /** Called once, in the plugin's onReady, after the broker started. */
+  start (host: PresenceHost): void | Promise<void>
   connected (conn: PresenceEntry): void
   roomsChanged (conn: PresenceEntry): void
   disconnected (conn: PresenceEntry): void
@@ -91,8 +112,21 @@ export interface WsAdapter {
   remoteConnections (): Promise<PresenceEntry[]>
   /** How many connections the user has on the other live instances. */
   remoteUserConnections (userId: string): Promise<number>
-  /** How the link to the other instances is doing. */
-  health (): AdapterHealth
-  /** Called once on fastify.close(), after every local connection is closed. */
+  /** Called once on fastify.close(), after every local connection is closed, before the broker closes. */
   close (): void | Promise<void>
+}
+
+/**
+ * What you pass as `adapter`: one object, the delivery between instances (it is the
+ * `Broker`, as socket.io's adapter is), with the presence and the resume state that go with it.
+ */
+export interface WsAdapter extends Broker {
+  readonly name: string
+  readonly presence: PresenceManager
+  /**
+   * Makes the store of resume state (token nonces, sessions, copies of the replay log),
+   * called once when the plugin is registered. It must be shared by all instances for a
+   * client to resume on another one.
+   */
+  resumeStore (options: ResumeStoreOptions, log: FastifyBaseLogger): ResumeStore
 }

@@ -1,4 +1,4 @@
-import type { AdapterHealth, AdapterHost, ClusterMessage, PresenceEntry, WsAdapter } from './adapter.ts'
+import type { AdapterHealth, BrokerHost, ClusterMessage, PresenceEntry, PresenceHost, PresenceManager, WsAdapter } from './adapter.ts'
 import type { FastifyBaseLogger } from 'fastify'
 import { MemoryResumeStore } from './memory-resume-store.ts'
 import type { ResumeStoreOptions } from './resume-store.ts'
@@ -6,11 +6,14 @@ import type { ResumeStoreOptions } from './resume-store.ts'
 /**
  * Joins the managers of one process: every MemoryAdapter created with the same bus
  * receives what the others publish (on a later turn of the event loop, as over a
- * network) and shares their resume state, so a client can resume on another of them.
- * Useful to run several Fastify instances as one in tests.
+ * network), sees their connections and shares their resume state, so a client can resume
+ * on another of them. Useful to run several Fastify instances as one in tests.
  */
 export class MemoryBus {
+  /** The adapters that receive what is published on the bus. */
   readonly members = new Set<MemoryAdapter>()
+  /** The presences that answer for their instance's connections. */
+  readonly presences = new Set<MemoryPresence>()
   /** The resume state the members share, made by the first that asks. */
   store: MemoryResumeStore | undefined = undefined
 }
@@ -18,17 +21,21 @@ export class MemoryBus {
 /**
  * The default adapter. Without a bus it serves a single instance: there is nobody to
  * publish to, so publishing costs nothing. With a bus it relays to the bus's other members.
+ * In one process nothing is lost and nothing echoes, so it needs none of ClusterAdapter's
+ * queue, origin stamp or gap accounting: a message is handed on as the object it is.
  */
 export class MemoryAdapter implements WsAdapter {
   readonly name = 'memory'
   readonly bus: MemoryBus | undefined
-  #host: AdapterHost | undefined = undefined
+  readonly presence: MemoryPresence
+  #host: BrokerHost | undefined = undefined
 
   constructor (options: { bus?: MemoryBus } = {}) {
     this.bus = options.bus
+    this.presence = new MemoryPresence(options.bus)
   }
 
-  start (host: AdapterHost): void {
+  start (host: BrokerHost): void {
     this.#host = host
     this.bus?.members.add(this)
   }
@@ -44,32 +51,6 @@ export class MemoryAdapter implements WsAdapter {
     if (bus === undefined || bus.members.size < 2) return
     for (const member of bus.members) {
       if (member !== this) setImmediate(relay, member, message)
-    }
-  }
-
-  // presence: the other members' registries are in this process, read when asked
-  connected (): void {}
-  roomsChanged (): void {}
-  disconnected (): void {}
-
-  async remoteConnections (): Promise<PresenceEntry[]> {
-    const entries: PresenceEntry[] = []
-    for (const host of this.#others()) {
-      for (const conn of host.connections()) entries.push({ id: conn.id, userId: conn.userId, rooms: [...conn.rooms] })
-    }
-    return entries
-  }
-
-  async remoteUserConnections (userId: string): Promise<number> {
-    let count = 0
-    for (const host of this.#others()) count += host.userConnectionCount(userId)
-    return count
-  }
-
-  * #others (): Generator<AdapterHost> {
-    if (this.bus === undefined) return
-    for (const member of this.bus.members) {
-      if (member !== this && member.#host !== undefined) yield member.#host
     }
   }
 
@@ -91,4 +72,52 @@ export class MemoryAdapter implements WsAdapter {
 
 function relay (member: MemoryAdapter, message: ClusterMessage): void {
   member.receive(message)
+}
+
+/**
+ * Presence in one process: the other members' registries are in this process, read when
+ * asked, so a connection, a join or a leave has nothing to tell anyone.
+ */
+export class MemoryPresence implements PresenceManager {
+  readonly #bus: MemoryBus | undefined
+  #host: PresenceHost | undefined = undefined
+
+  constructor (bus: MemoryBus | undefined) {
+    this.#bus = bus
+  }
+
+  start (host: PresenceHost): void {
+    this.#host = host
+    this.#bus?.presences.add(this)
+  }
+
+  connected (): void {}
+  roomsChanged (): void {}
+  disconnected (): void {}
+
+  async remoteConnections (): Promise<PresenceEntry[]> {
+    const entries: PresenceEntry[] = []
+    for (const host of this.#others()) {
+      for (const conn of host.connections()) entries.push({ id: conn.id, userId: conn.userId, rooms: [...conn.rooms] })
+    }
+    return entries
+  }
+
+  async remoteUserConnections (userId: string): Promise<number> {
+    let count = 0
+    for (const host of this.#others()) count += host.userConnectionCount(userId)
+    return count
+  }
+
+  * #others (): Generator<PresenceHost> {
+    if (this.#bus === undefined) return
+    for (const presence of this.#bus.presences) {
+      if (presence !== this && presence.#host !== undefined) yield presence.#host
+    }
+  }
+
+  close (): void {
+    this.#bus?.presences.delete(this)
+    this.#host = undefined
+  }
 }

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import type { AdapterHost, PresenceEntry } from './adapter.ts'
+import type { PresenceEntry, PresenceHost, PresenceManager } from './adapter.ts'
 import type { Session } from '../sessions.ts'
 
 /*
@@ -28,13 +28,13 @@ else
 end
 return 1`
 
-export class RedisPresence {
+export class RedisPresence implements PresenceManager {
   #redis: Redis
   #prefix: string
   #ttl: number
-  /** How long the presence of a dead instance is kept for resumes (`reconnect.maxDisconnect`). */
-  retention = 0
-  #host: AdapterHost | undefined = undefined
+  /** How long the presence of a dead instance is kept for resumes (`reconnect.maxDisconnect`), known from the start on. */
+  #retention = 0
+  #host: PresenceHost | undefined = undefined
   #log: FastifyBaseLogger | undefined = undefined
   #timer: NodeJS.Timeout | undefined = undefined
   failedWrites = 0
@@ -45,24 +45,26 @@ export class RedisPresence {
     this.#ttl = ttl
   }
 
-  /** The instance's id (the manager's), known from the plugin's registration on. */
+  /** The instance's id (the manager's), known from the start on. */
   #id = ''
 
-  /** Called when the plugin is registered, before any connection. */
-  use (instanceId: string, retention: number): void {
-    this.#id = instanceId
-    this.retention = retention
-  }
-
-  /** Writes this instance's presence and refreshes it every third of the ttl. */
-  start (host: AdapterHost): void {
+  /**
+   * Writes this instance's presence, refreshes it every third of the ttl, and writes it
+   * all again whenever the connection is back (Redis may have lost it all meanwhile).
+   * Called after the adapter connected (or failed to: the connection keeps trying).
+   */
+  start (host: PresenceHost): void {
     this.#host = host
+    this.#id = host.instanceId
+    this.#retention = host.retention
     this.#log = host.log
     this.#timer = setInterval(() => { this.#beat() }, Math.max(10, Math.floor(this.#ttl / 3))).unref()
+    this.#redis.on('ready', this.#rewrite)
+    this.#rewrite()
   }
 
   /** Writes everything again: at start, and after Redis was away (it may have lost it all). */
-  rewrite (): void {
+  #rewrite = (): void => {
     const host = this.#host!
     const presence = this.#key('presence', this.#id)
     const users = this.#key('users', this.#id)
@@ -71,24 +73,24 @@ export class RedisPresence {
       multi.hset(presence, conn.id, encodeEntry(conn))
       if (conn.userId !== undefined) multi.hincrby(users, conn.userId, 1)
     }
-    multi.pexpire(presence, this.#ttl + this.retention).pexpire(users, this.#ttl)
-    multi.set(this.#key('instance', this.#id), '1', 'PX', this.#ttl).sadd(this.#instancesKey, this.#id).pexpire(this.#instancesKey, this.#ttl + this.retention)
+    multi.pexpire(presence, this.#ttl + this.#retention).pexpire(users, this.#ttl)
+    multi.set(this.#key('instance', this.#id), '1', 'PX', this.#ttl).sadd(this.#instancesKey, this.#id).pexpire(this.#instancesKey, this.#ttl + this.#retention)
     multi.exec().catch(this.#onFailure)
   }
 
   #beat (): void {
     this.#redis.multi()
       .set(this.#key('instance', this.#id), '1', 'PX', this.#ttl)
-      .pexpire(this.#key('presence', this.#id), this.#ttl + this.retention)
+      .pexpire(this.#key('presence', this.#id), this.#ttl + this.#retention)
       .pexpire(this.#key('users', this.#id), this.#ttl)
-      .pexpire(this.#instancesKey, this.#ttl + this.retention)
+      .pexpire(this.#instancesKey, this.#ttl + this.#retention)
       .exec().catch(this.#onFailure)
   }
 
   /** Writes the entry, and its key's expiry: the instance may die before its next heartbeat. */
   connected (conn: PresenceEntry): void {
     const presence = this.#key('presence', this.#id)
-    const multi = this.#redis.multi().hset(presence, conn.id, encodeEntry(conn)).pexpire(presence, this.#ttl + this.retention)
+    const multi = this.#redis.multi().hset(presence, conn.id, encodeEntry(conn)).pexpire(presence, this.#ttl + this.#retention)
     if (conn.userId !== undefined) {
       const users = this.#key('users', this.#id)
       multi.hincrby(users, conn.userId, 1).pexpire(users, this.#ttl)
@@ -99,7 +101,7 @@ export class RedisPresence {
   roomsChanged (conn: PresenceEntry): void {
     // with the expiry: the hash may be gone (a Redis that came back empty) and is made again here
     const presence = this.#key('presence', this.#id)
-    this.#redis.multi().hset(presence, conn.id, encodeEntry(conn)).pexpire(presence, this.#ttl + this.retention).exec().catch(this.#onFailure)
+    this.#redis.multi().hset(presence, conn.id, encodeEntry(conn)).pexpire(presence, this.#ttl + this.#retention).exec().catch(this.#onFailure)
   }
 
   disconnected (conn: PresenceEntry): void {
@@ -152,7 +154,7 @@ export class RedisPresence {
       if (entry.m === undefined) return undefined
       // a dead instance's entry is taken out; the token it is resumed with is good once anyway
       if (!alive) await this.#redis.hdel(this.#key('presence', id), clientId)
-      const session: Session = { clientId, userId: entry.u, metadata: entry.m, rooms: entry.r, stream: id, connectedAt: entry.c!, expiresAt: Date.now() + this.retention }
+      const session: Session = { clientId, userId: entry.u, metadata: entry.m, rooms: entry.r, stream: id, connectedAt: entry.c!, expiresAt: Date.now() + this.#retention }
       if (alive) session.liveOn = id
       return session
     }
@@ -181,6 +183,7 @@ export class RedisPresence {
   /** A graceful close: this instance's presence goes at once. */
   async close (): Promise<void> {
     clearInterval(this.#timer)
+    this.#redis.off('ready', this.#rewrite)
     if (this.#redis.status !== 'ready') return
     await this.#redis.multi()
       .del(this.#key('presence', this.#id), this.#key('instance', this.#id), this.#key('users', this.#id))
