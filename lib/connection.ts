@@ -45,6 +45,7 @@ export interface ConnectionHost extends SocketEvents {
 }
 
 const OPEN = 0
+const NO_ROOMS: ReadonlySet<string> = new Set()
 const CLOSING = 1
 const CLOSED = 2
 
@@ -58,7 +59,8 @@ export class ManagedConnection {
   readonly id: string
   readonly userId: string | undefined
   metadata: Record<string, unknown>
-  readonly connectedAt: Date
+  /** @internal When it connected, ms since the epoch (`connectedAt` is made from it when first read). */
+  readonly connectedAtMs: number
   /** The raw `ws` socket. */
   readonly socket: WebSocket
   /** The merged options of the route this connection came in on. */
@@ -92,11 +94,13 @@ export class ManagedConnection {
   disconnectInfo: DisconnectInfo | undefined = undefined
   /** @internal The first error the socket emitted, to tell a network drop from a clean close. */
   socketError: Error | undefined = undefined;
-  [kRooms] = new Set<string>()
+  /** @internal Its rooms (rooms.ts); made on the first join. */
+  [kRooms]: Set<string> | undefined = undefined
   /** @internal The manager's shared host object. */
   readonly [kHost]: ConnectionHost
 
   #state = OPEN
+  #connectedAt: Date | undefined = undefined
   #parentLog: FastifyBaseLogger
   #log: FastifyBaseLogger | undefined = undefined
   #listeners: MessageListener[] | undefined = undefined
@@ -114,8 +118,14 @@ export class ManagedConnection {
     this.metadata = identity.metadata
     this.route = route
     this.#parentLog = log
-    this.connectedAt = new Date()
-    this.lastSeen = this.connectedAt.getTime()
+    this.connectedAtMs = Date.now()
+    this.lastSeen = this.connectedAtMs
+  }
+
+  /** When it connected. */
+  get connectedAt (): Date {
+    this.#connectedAt ??= new Date(this.connectedAtMs)
+    return this.#connectedAt
   }
 
   /** A child logger with this connection's clientId and userId, made on first use. */
@@ -124,14 +134,14 @@ export class ManagedConnection {
     return this.#log
   }
 
-  /** The rooms this connection is in. */
   /** @internal What another instance needs to resume this connection (on resumable routes). */
   get session (): { metadata: Record<string, unknown>, connectedAt: number } | undefined {
-    return this.route.reconnect === undefined ? undefined : { metadata: this.metadata, connectedAt: this.connectedAt.getTime() }
+    return this.route.reconnect === undefined ? undefined : { metadata: this.metadata, connectedAt: this.connectedAtMs }
   }
 
+  /** The rooms this connection is in. */
   get rooms (): ReadonlySet<string> {
-    return this[kRooms]
+    return this[kRooms] ?? NO_ROOMS
   }
 
   /** True until the plugin starts closing the connection or it closes. */
