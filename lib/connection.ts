@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Principal } from './auth.ts'
-import type { Bucket } from './rate-limit.ts'
+import type { Bucket, InboundState } from './rate-limit.ts'
 import type { RawData, WebSocket } from 'ws'
 import type { Held, OutboundMessage } from './outbound.ts'
 import type { RouteSettings } from './route-options.ts'
@@ -84,12 +84,8 @@ export class ManagedConnection {
   slowSince = 0
   /** @internal Plugin messages waiting for the app's open fragmented message to end (outbound.ts); undefined when none. */
   held: Held | undefined = undefined
-  /** @internal Inbound rate limiting: tokens left (messages, bytes), when last refilled, violations in the window. */
-  tokens = 0
-  byteTokens = 0
-  refilledAt = 0
-  violations = 0
-  violationsSince = 0
+  /** @internal Inbound rate limiting and violations (rate-limit.ts); made on the first message of a rate-limited route or the first violation. */
+  inbound: InboundState | undefined = undefined
   /** How it ended, once it has. */
   disconnectInfo: DisconnectInfo | undefined = undefined
   /** @internal The first error the socket emitted, to tell a network drop from a clean close. */
