@@ -6,6 +6,7 @@ import type { Held, OutboundMessage } from './outbound.ts'
 import type { RouteSettings } from './route-options.ts'
 import type { SocketEvents } from './socket-listeners.ts'
 import { kHost, kRooms } from './symbols.ts'
+import { NO_METADATA } from './identity.ts'
 
 /** Why a connection ended; the `disconnectReason` of the disconnect event and log line. */
 export type DisconnectReason =
@@ -58,7 +59,6 @@ export class ManagedConnection {
   /** The clientId: unique among this instance's connections. */
   readonly id: string
   readonly userId: string | undefined
-  metadata: Record<string, unknown>
   /** @internal When it connected, ms since the epoch (`connectedAt` is made from it when first read). */
   readonly connectedAtMs: number
   /** The raw `ws` socket. */
@@ -96,6 +96,7 @@ export class ManagedConnection {
   readonly [kHost]: ConnectionHost
 
   #state = OPEN
+  #metadata: Record<string, unknown> | undefined
   #connectedAt: Date | undefined = undefined
   #parentLog: FastifyBaseLogger
   #log: FastifyBaseLogger | undefined = undefined
@@ -111,11 +112,21 @@ export class ManagedConnection {
     this.socket = socket
     this.id = identity.clientId
     this.userId = identity.userId
-    this.metadata = identity.metadata
+    this.#metadata = identity.metadata === NO_METADATA ? undefined : identity.metadata
     this.route = route
     this.#parentLog = log
     this.connectedAtMs = Date.now()
     this.lastSeen = this.connectedAtMs
+  }
+
+  /** Anything the app keeps with the connection (`identify`'s `metadata`); an object of its own, made on first read when none was given. */
+  get metadata (): Record<string, unknown> {
+    this.#metadata ??= {}
+    return this.#metadata
+  }
+
+  set metadata (value: Record<string, unknown>) {
+    this.#metadata = value
   }
 
   /** When it connected. */

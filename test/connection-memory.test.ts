@@ -8,8 +8,9 @@ import wsStabilizer from '../plugin.ts'
 import { buildApp, TestClient, urlOf } from './helpers.ts'
 
 /*
- * An idle connection keeps nothing of its upgrade that it does not need: once the handler
- * ran, the Fastify request, its raw request and the reply can be collected (issue 13).
+ * What an idle connection keeps (issue 13): nothing of its upgrade that it does not need
+ * (once the handler ran, the Fastify request, its raw request and the reply can be
+ * collected), and objects it may never use made on first use.
  */
 
 setFlagsFromString('--expose-gc')
@@ -83,4 +84,20 @@ test('@fastify/websocket registered by the app: its error listener (the app may 
   t.equal(await client.next(), 'hi')
   t.equal(seen[0].errorListeners, 2)
   client.ws.close()
+})
+
+test('metadata: an object of its own, made on first read when identify gave none, and assignable', async (t) => {
+  const app = await buildApp(t, { heartbeat: { enabled: false } }, app => {
+    app.get('/ws', { websocket: true }, socket => { socket.send('hi') })
+  })
+  const clients = [await TestClient.open(urlOf(app, '/ws')), await TestClient.open(urlOf(app, '/ws'))]
+  for (const client of clients) t.equal(await client.next(), 'hi')
+  const [first, second] = [...app.wsManager.connections()]
+  t.same(first.metadata, {})
+  first.metadata.seen = true
+  t.same(first.metadata, { seen: true })
+  t.same(second.metadata, {}, 'not shared')
+  second.metadata = { n: 2 }
+  t.same(second.metadata, { n: 2 })
+  for (const client of clients) client.ws.close()
 })
