@@ -5,7 +5,7 @@ import type { WebSocket } from 'ws'
 import { resolveOptions, type WsStabilizerOptions } from './lib/options.ts'
 import { resolveRouteOptions } from './lib/route-options.ts'
 import { WsManager } from './lib/manager.ts'
-import { onConnection, refuseUpgrades, upgradePreHandler } from './lib/upgrade.ts'
+import { onConnection, refuseUpgrades, releaseUpgradeListener, upgradePreHandler } from './lib/upgrade.ts'
 import { connectionOf } from './lib/socket-listeners.ts'
 import { AlreadyRegisteredError } from './lib/errors.ts'
 import { registerPrometheus } from './lib/prometheus.ts'
@@ -47,6 +47,9 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
     if (settings === undefined) return
     const preHandler = upgradePreHandler(manager, settings) as preHandlerHookHandler
     route.preHandler = route.preHandler === undefined ? [preHandler] : [...[route.preHandler].flat(), preHandler]
+    // @fastify/websocket takes `handler` as the WebSocket handler of a `websocket: true` route
+    if (ownsWebsocket && route.websocket === true) route.handler = releaseUpgradeListener(route.handler as never)
+    else if (ownsWebsocket) route.wsHandler = releaseUpgradeListener(route.wsHandler!)
     if (settings.heartbeat.enabled) manager.heartbeat.useInterval(settings.heartbeat.interval)
     if (settings.reconnect?.replay === true) manager.useReplay()
     if (settings.limits.maxMessageSize > wsOptions.maxPayload) {

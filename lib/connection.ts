@@ -1,11 +1,12 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Principal } from './auth.ts'
-import type { Bucket } from './rate-limit.ts'
+import type { Bucket, InboundState } from './rate-limit.ts'
 import type { RawData, WebSocket } from 'ws'
 import type { Held, OutboundMessage } from './outbound.ts'
 import type { RouteSettings } from './route-options.ts'
 import type { SocketEvents } from './socket-listeners.ts'
 import { kHost, kRooms } from './symbols.ts'
+import { NO_METADATA } from './identity.ts'
 
 /** Why a connection ended; the `disconnectReason` of the disconnect event and log line. */
 export type DisconnectReason =
@@ -45,6 +46,7 @@ export interface ConnectionHost extends SocketEvents {
 }
 
 const OPEN = 0
+const NO_ROOMS: ReadonlySet<string> = new Set()
 const CLOSING = 1
 const CLOSED = 2
 
@@ -57,8 +59,8 @@ export class ManagedConnection {
   /** The clientId: unique among this instance's connections. */
   readonly id: string
   readonly userId: string | undefined
-  metadata: Record<string, unknown>
-  readonly connectedAt: Date
+  /** @internal When it connected, ms since the epoch (`connectedAt` is made from it when first read). */
+  readonly connectedAtMs: number
   /** The raw `ws` socket. */
   readonly socket: WebSocket
   /** The merged options of the route this connection came in on. */
@@ -82,21 +84,20 @@ export class ManagedConnection {
   slowSince = 0
   /** @internal Plugin messages waiting for the app's open fragmented message to end (outbound.ts); undefined when none. */
   held: Held | undefined = undefined
-  /** @internal Inbound rate limiting: tokens left (messages, bytes), when last refilled, violations in the window. */
-  tokens = 0
-  byteTokens = 0
-  refilledAt = 0
-  violations = 0
-  violationsSince = 0
+  /** @internal Inbound rate limiting and violations (rate-limit.ts); made on the first message of a rate-limited route or the first violation. */
+  inbound: InboundState | undefined = undefined
   /** How it ended, once it has. */
   disconnectInfo: DisconnectInfo | undefined = undefined
   /** @internal The first error the socket emitted, to tell a network drop from a clean close. */
   socketError: Error | undefined = undefined;
-  [kRooms] = new Set<string>()
+  /** @internal Its rooms (rooms.ts); made on the first join. */
+  [kRooms]: Set<string> | undefined = undefined
   /** @internal The manager's shared host object. */
   readonly [kHost]: ConnectionHost
 
   #state = OPEN
+  #metadata: Record<string, unknown> | undefined
+  #connectedAt: Date | undefined = undefined
   #parentLog: FastifyBaseLogger
   #log: FastifyBaseLogger | undefined = undefined
   #listeners: MessageListener[] | undefined = undefined
@@ -111,11 +112,27 @@ export class ManagedConnection {
     this.socket = socket
     this.id = identity.clientId
     this.userId = identity.userId
-    this.metadata = identity.metadata
+    this.#metadata = identity.metadata === NO_METADATA ? undefined : identity.metadata
     this.route = route
     this.#parentLog = log
-    this.connectedAt = new Date()
-    this.lastSeen = this.connectedAt.getTime()
+    this.connectedAtMs = Date.now()
+    this.lastSeen = this.connectedAtMs
+  }
+
+  /** Anything the app keeps with the connection (`identify`'s `metadata`); an object of its own, made on first read when none was given. */
+  get metadata (): Record<string, unknown> {
+    this.#metadata ??= {}
+    return this.#metadata
+  }
+
+  set metadata (value: Record<string, unknown>) {
+    this.#metadata = value
+  }
+
+  /** When it connected. */
+  get connectedAt (): Date {
+    this.#connectedAt ??= new Date(this.connectedAtMs)
+    return this.#connectedAt
   }
 
   /** A child logger with this connection's clientId and userId, made on first use. */
@@ -124,14 +141,14 @@ export class ManagedConnection {
     return this.#log
   }
 
-  /** The rooms this connection is in. */
   /** @internal What another instance needs to resume this connection (on resumable routes). */
   get session (): { metadata: Record<string, unknown>, connectedAt: number } | undefined {
-    return this.route.reconnect === undefined ? undefined : { metadata: this.metadata, connectedAt: this.connectedAt.getTime() }
+    return this.route.reconnect === undefined ? undefined : { metadata: this.metadata, connectedAt: this.connectedAtMs }
   }
 
+  /** The rooms this connection is in. */
   get rooms (): ReadonlySet<string> {
-    return this[kRooms]
+    return this[kRooms] ?? NO_ROOMS
   }
 
   /** True until the plugin starts closing the connection or it closes. */

@@ -10,14 +10,27 @@ export interface LimitViolation {
   message: string
 }
 
-/**
- * Checks whether one more connection may be registered. `replacing` is the
- * connection with the same clientId that the new one would replace: it does not count.
- * `elsewhere` is the user's connections on the other instances. `ip` is the client's address
- * (with `maxPerIp`): upgrades that raced past the pre-upgrade check (an async identify) are
- * counted again here.
- */
-export function checkConnectionLimits (registry: Registry, route: RouteSettings, maxConnections: number, userId: string | undefined, replacing: ManagedConnection | undefined, elsewhere = 0, ip?: string, maxPerIp = 0): LimitViolation | undefined {
+/** What a registration is checked against: the indexes, the route, the caps, who comes. */
+export interface LimitCheck {
+  registry: Registry
+  route: RouteSettings
+  /** The instance-wide cap; 0 = unlimited. */
+  maxConnections: number
+  userId: string | undefined
+  /** The connection with the same clientId that the new one would replace: it does not count. */
+  replacing: ManagedConnection | undefined
+  /** The user's connections on the other instances. Default 0. */
+  elsewhere?: number
+  /**
+   * The client's address, with `maxPerIp` (0 or absent = unlimited): upgrades that raced past the
+   * pre-upgrade check (an async identify) are counted again here.
+   */
+  ip?: string
+  maxPerIp?: number
+}
+
+/** Checks whether one more connection may be registered. */
+export function checkConnectionLimits ({ registry, route, maxConnections, userId, replacing, elsewhere = 0, ip, maxPerIp = 0 }: LimitCheck): LimitViolation | undefined {
   const instanceCount = registry.size - (replacing === undefined ? 0 : 1)
   if (maxConnections > 0 && instanceCount >= maxConnections) {
     return { reason: 'connection_limit', code: CloseCode.TRY_AGAIN_LATER, message: `this instance is at maxConnections (${maxConnections})` }

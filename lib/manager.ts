@@ -18,8 +18,8 @@ import type { ReconnectClaims } from './tokens.ts'
 import { ClusterView } from './cluster-view.ts'
 import { InboundGuard } from './inbound-guard.ts'
 import { errorFrame } from './protocol.ts'
-import type { AuthFailure, Principal } from './auth.ts'
-import type { FastifyRequest } from 'fastify'
+import type { AuthFailure } from './auth.ts'
+import type { PendingConnection } from './upgrade.ts'
 import { Resumption, type PendingResume } from './resumption.ts'
 import { Delivery, deliverTo, targetOf, toCluster, type BroadcastResult } from './delivery.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
@@ -57,13 +57,6 @@ export interface ShutdownOptions {
   timeout?: number
   closeCode?: number
   closeReason?: string
-}
-
-/** @internal What the upgrade learnt about a connection before it was upgraded. */
-export interface UpgradeContext {
-  request: FastifyRequest
-  principal: Principal | undefined
-  refused: AuthFailure | undefined
 }
 
 export interface WsManagerEvents {
@@ -360,7 +353,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       this.#stats.rejected(refusal.reason)
       throw new ConnectionLimitExceededError(refusal.message)
     }
-    return this.attach(socket, identity, route, this.#log)
+    return this.attach(socket, { identity, route })
   }
 
   /**
@@ -368,16 +361,19 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    * is closed with the matching code and the returned connection is already closed,
    * never registered.
    */
-  attach (socket: WebSocket, fresh: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger, resume?: PendingResume, elsewhere = 0, upgrade?: UpgradeContext): ManagedConnection {
-    if (upgrade?.refused !== undefined) return this.#refuseAuth(socket, fresh, route, log, upgrade.refused)
+  attach (socket: WebSocket, pending: PendingConnection): ManagedConnection {
+    const { identity: fresh, route, request, resume } = pending
+    const log = request === undefined ? this.#log : this.options.logLevel === undefined ? request.log : request.log.child({}, { level: this.options.logLevel })
+    if (pending.refused !== undefined) return this.#refuseAuth(socket, fresh, route, log, pending.refused)
     const restored = resume === undefined ? undefined : this.#resumption.restore(fresh, route, resume)
     const identity = restored?.identity ?? fresh
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
-    if (upgrade !== undefined) {
-      conn.ip = upgrade.request.ip
-      conn.principal = upgrade.principal
-      if (route.router !== undefined || route.auth !== undefined) conn.request = upgrade.request
+    if (request !== undefined) {
+      conn.ip = request.ip
+      conn.principal = pending.principal
+      if (route.router !== undefined || route.auth !== undefined) conn.request = request
     }
+    const elsewhere = pending.elsewhere ?? 0
     const refusal = this.#refusal(identity, route, elsewhere, conn.ip)
     if (refusal !== undefined) {
       this.#stats.rejected(refusal.reason)
@@ -488,7 +484,16 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   #refusal (identity: ResolvedIdentity, route: RouteSettings, elsewhere: number, ip?: string): Refusal | undefined {
     if (this.#shutdown !== undefined) return { reason: 'server_shutdown', code: this.options.shutdown.closeCode, message: 'server shutting down' }
-    return checkConnectionLimits(this.#registry, route, this.options.limits.maxConnections, identity.userId, this.#registry.get(identity.clientId), elsewhere, ip, this.options.limits.maxConnectionsPerIp)
+    return checkConnectionLimits({
+      registry: this.#registry,
+      route,
+      maxConnections: this.options.limits.maxConnections,
+      userId: identity.userId,
+      replacing: this.#registry.get(identity.clientId),
+      elsewhere,
+      ip,
+      maxPerIp: this.options.limits.maxConnectionsPerIp
+    })
   }
 
   #require (clientId: string): ManagedConnection {
@@ -595,7 +600,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       this.#stats.undelivered(undelivered)
       extra = { ...extra, undelivered }
     }
-    const info: DisconnectInfo = { code, reason, disconnectReason: why, durationMs: Date.now() - conn.connectedAt.getTime(), rooms }
+    const info: DisconnectInfo = { code, reason, disconnectReason: why, durationMs: Date.now() - conn.connectedAtMs, rooms }
     this.#stats.disconnected(why, conn.stats)
     if (conn.route.reconnect !== undefined && why !== 'replaced') this.#resumption.saveSession(conn, rooms)
     conn.markClosed(info)

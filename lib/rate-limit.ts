@@ -7,28 +7,45 @@ import type { ResolvedRateLimit } from './route-options.ts'
  * window that decides when a connection has abused enough to be closed.
  */
 
+/** A connection's inbound state: tokens left (messages, bytes), when last refilled, violations in the window. */
+export interface InboundState {
+  tokens: number
+  byteTokens: number
+  refilledAt: number
+  violations: number
+  violationsSince: number
+}
+
+/** Made on first use: most connections are never rate limited and never misbehave. */
+function inboundOf (conn: ManagedConnection): InboundState {
+  conn.inbound ??= { tokens: 0, byteTokens: 0, refilledAt: 0, violations: 0, violationsSince: 0 }
+  return conn.inbound
+}
+
 /** True when the message may pass; takes its tokens. */
 export function takeTokens (conn: ManagedConnection, limit: ResolvedRateLimit, size: number, now: number): boolean {
-  if (conn.refilledAt === 0) {
-    conn.tokens = limit.burst
-    conn.byteTokens = limit.bytesPerSecond
+  const state = inboundOf(conn)
+  if (state.refilledAt === 0) {
+    state.tokens = limit.burst
+    state.byteTokens = limit.bytesPerSecond
   } else {
-    const seconds = (now - conn.refilledAt) / 1000
-    conn.tokens = Math.min(limit.burst, conn.tokens + seconds * limit.messagesPerSecond)
-    conn.byteTokens = Math.min(limit.bytesPerSecond, conn.byteTokens + seconds * limit.bytesPerSecond)
+    const seconds = (now - state.refilledAt) / 1000
+    state.tokens = Math.min(limit.burst, state.tokens + seconds * limit.messagesPerSecond)
+    state.byteTokens = Math.min(limit.bytesPerSecond, state.byteTokens + seconds * limit.bytesPerSecond)
   }
-  conn.refilledAt = now
-  if (limit.messagesPerSecond > 0 && conn.tokens < 1) return false
-  if (limit.bytesPerSecond > 0 && conn.byteTokens < size) return false
-  conn.tokens -= 1
-  conn.byteTokens -= size
+  state.refilledAt = now
+  if (limit.messagesPerSecond > 0 && state.tokens < 1) return false
+  if (limit.bytesPerSecond > 0 && state.byteTokens < size) return false
+  state.tokens -= 1
+  state.byteTokens -= size
   return true
 }
 
-/** How long until one more message of `size` bytes would pass, in ms. */
+/** How long until one more message of `size` bytes would pass, in ms (after takeTokens refused it). */
 export function retryAfter (conn: ManagedConnection, limit: ResolvedRateLimit, size: number): number {
-  const messages = limit.messagesPerSecond > 0 ? (1 - conn.tokens) / limit.messagesPerSecond : 0
-  const bytes = limit.bytesPerSecond > 0 ? (size - conn.byteTokens) / limit.bytesPerSecond : 0
+  const state = inboundOf(conn)
+  const messages = limit.messagesPerSecond > 0 ? (1 - state.tokens) / limit.messagesPerSecond : 0
+  const bytes = limit.bytesPerSecond > 0 ? (size - state.byteTokens) / limit.bytesPerSecond : 0
   return Math.max(1, Math.ceil(Math.max(messages, bytes) * 1000))
 }
 
@@ -45,9 +62,10 @@ export function takeBucket (bucket: Bucket, perSecond: number, burst: number, no
 
 /** Counts a violation; true when the connection went over `maxViolations` within the window. */
 export function countViolation (conn: ManagedConnection, limit: { maxViolations: number, window: number }, now: number): boolean {
-  if (now - conn.violationsSince > limit.window) {
-    conn.violations = 0
-    conn.violationsSince = now
+  const state = inboundOf(conn)
+  if (now - state.violationsSince > limit.window) {
+    state.violations = 0
+    state.violationsSince = now
   }
-  return ++conn.violations > limit.maxViolations
+  return ++state.violations > limit.maxViolations
 }

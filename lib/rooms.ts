@@ -5,7 +5,8 @@ import { kRooms } from './symbols.ts'
  * Room membership: room → connections, and on each connection the set of its rooms
  * (the reverse index), so leaving every room on disconnect costs O(rooms of that
  * connection). Empty rooms are deleted. Sets hold connection objects, not ids, so
- * a replaced connection leaving its rooms never touches its replacement.
+ * a replaced connection leaving its rooms never touches its replacement. A connection's
+ * own set is made when it joins its first room: most connections of many apps never do.
  */
 export class Rooms {
   #rooms = new Map<string, Set<ManagedConnection>>()
@@ -15,19 +16,20 @@ export class Rooms {
   }
 
   join (conn: ManagedConnection, room: string): boolean {
-    if (conn[kRooms].has(room)) return false
+    const rooms = conn[kRooms] ??= new Set()
+    if (rooms.has(room)) return false
     let members = this.#rooms.get(room)
     if (members === undefined) {
       members = new Set()
       this.#rooms.set(room, members)
     }
     members.add(conn)
-    conn[kRooms].add(room)
+    rooms.add(room)
     return true
   }
 
   leave (conn: ManagedConnection, room: string): boolean {
-    if (!conn[kRooms].delete(room)) return false
+    if (conn[kRooms]?.delete(room) !== true) return false
     const members = this.#rooms.get(room)
     if (members !== undefined) {
       members.delete(conn)
@@ -38,7 +40,9 @@ export class Rooms {
 
   /** Takes the connection out of every room; returns the rooms it left. */
   leaveAll (conn: ManagedConnection): string[] {
-    const left = [...conn[kRooms]]
+    const rooms = conn[kRooms]
+    if (rooms === undefined) return []
+    const left = [...rooms]
     for (const room of left) this.leave(conn, room)
     return left
   }

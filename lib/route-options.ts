@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { InvalidRouteOptionsError } from './errors.ts'
 import { HeartbeatModeSchema, BackpressureOptionsSchema, RateLimitOptionsSchema, check, show, type BackpressureOptions, type HeartbeatOptions, type LimitsOptions, type RateLimitOptions, type ResolvedOptions } from './options.ts'
 import type { IdentifyFn } from './identity.ts'
@@ -38,9 +38,14 @@ export const RouteOptionsSchema = Type.Object({
   managed: Type.Optional(Type.Boolean({ expected: 'a boolean' })),
   /** Rooms every connection of this route joins on connect. */
   rooms: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { expected: 'an array of non-empty strings' })),
+  /** Limits for this route: see RouteLimitsSchema. */
   limits: Type.Optional(RouteLimitsSchema),
+  /** Heartbeat override for this route, or `false` to turn it off. */
   heartbeat: Type.Optional(RouteHeartbeatSchema),
-  /** Resume protocol on this route: welcome frame with a token, resume, and (with replay) offsets and replay. */
+  /**
+   * The resume protocol on this route (see PROTOCOL.md): welcome frame with a token, resume, and
+   * (with replay) offsets and replay. `true`, or `{ replay?: boolean (default true), maxDisconnect?: ms }`.
+   */
   reconnect: Type.Optional(Type.Union([
     Type.Boolean(),
     Type.Object({
@@ -52,7 +57,7 @@ export const RouteOptionsSchema = Type.Object({
   backpressure: Type.Optional(Type.Partial(BackpressureOptionsSchema, { additionalProperties: false, expected: 'an object' })),
   /** Inbound rate limits for this route (over the plugin's). */
   rateLimit: Type.Optional(Type.Partial(RateLimitOptionsSchema, { additionalProperties: false, expected: 'an object' })),
-  /** Allowed browser origins for this route (replaces the plugin's list). */
+  /** Allowed browser origins for this route (replaces the plugin's `allowedOrigins`). */
   allowedOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { expected: 'an array of origins such as https://example.com' })),
   /** Who may connect: see `authenticate`. */
   auth: Type.Optional(Type.Object({
@@ -67,29 +72,15 @@ export const RouteOptionsSchema = Type.Object({
   }, { additionalProperties: false, expected: 'an object' }))
 }, { additionalProperties: false, expected: 'an object' })
 
-/** What a route may put in `config.ws`. */
-export interface RouteWsOptions {
-  /** Whether the plugin manages this WebSocket route. Default: true. */
-  managed?: boolean
+/**
+ * What a route may put in `config.ws`: the fields of RouteOptionsSchema (their type is the
+ * schema's, so it is written once) and the functions checked beside it.
+ */
+export interface RouteWsOptions extends Static<typeof RouteOptionsSchema> {
   /** How to identify a client on this route (wins over the plugin's `identify`). */
   identify?: IdentifyFn
-  /** Rooms every connection of this route joins on connect. */
-  rooms?: string[]
-  /** Limits for this route: see RouteLimitsSchema. */
-  limits?: { maxConnections?: number, maxConnectionsPerUser?: number, maxMessageSize?: number, maxQueuedMessages?: number, maxQueuedBytes?: number }
-  /** Heartbeat override for this route, or `false` to turn it off. */
-  heartbeat?: false | Partial<HeartbeatOptions>
-  /** The resume protocol (see PROTOCOL.md): `true`, or `{ replay?: boolean (default true), maxDisconnect?: ms }`. */
-  reconnect?: boolean | { replay?: boolean, maxDisconnect?: number }
-  /** Slow-consumer rules for this route, over the plugin's `backpressure`. */
-  backpressure?: Partial<BackpressureOptions>
-  /** Inbound rate limits for this route, over the plugin's `rateLimit`. */
-  rateLimit?: Partial<RateLimitOptions>
-  /** Allowed browser origins (replaces the plugin's `allowedOrigins`). */
-  allowedOrigins?: string[]
   /** Authenticates the upgrade: returns the principal, or null/undefined for none; throws to refuse. */
   authenticate?: RouteAuthOptions['authenticate']
-  auth?: Omit<RouteAuthOptions, 'authenticate'>
   /** Typed, validated inbound messages: `{ type: { schema?, rateLimit?, handler } }` for `{type, id?, data}` envelopes. */
   messages?: MessageDefinitions
 }

@@ -47,7 +47,7 @@ export function connectionStats (conn: ManagedConnection, now: number): Connecti
     userId: conn.userId,
     route: conn.route.url,
     connectedAt: conn.connectedAt,
-    durationMs: now - conn.connectedAt.getTime(),
+    durationMs: now - conn.connectedAtMs,
     rttMs: conn.rtt,
     bufferedBytes: conn.socket.bufferedAmount,
     rooms: [...conn.rooms],

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, preHandlerAsyncHookHandler } from 'fastify'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { WebSocket } from 'ws'
 import type { WsManager } from './manager.ts'
 import { tokenFailure, type PendingResume } from './resumption.ts'
@@ -10,6 +10,7 @@ import { WebSocketStabilizerError } from './errors.ts'
 import { authenticateRequest, isFailure, type AuthFailure, type Principal } from './auth.ts'
 import type { RejectReason } from './stats.ts'
 import { kPending } from './symbols.ts'
+import { connectionOf } from './socket-listeners.ts'
 
 /*
  * A managed connection is prepared in two steps. Before the upgrade (a preHandler on
@@ -17,20 +18,35 @@ import { kPending } from './symbols.ts'
  * At the upgrade (ws' `connection` event, which @fastify/websocket emits just before it
  * calls the route handler): registration, so the handler finds `request.wsConnection`
  * already registered and no message can arrive before the plugin listens.
+ *
+ * Once registered, nothing of the upgrade stays with an idle connection but what its route
+ * needs (`conn.request` for routers and credential refresh): the HTTP response that
+ * @fastify/websocket assigned to the socket is detached from it, and the socket `error`
+ * listener it adds (a closure over the request and the reply) is removed, as Socket.IO's
+ * memory guide drops `rawSocket.request`. A few KB per connection.
  */
 
-interface Pending {
-  request: FastifyRequest
+/** @internal What is known of a connection before it is registered: the upgrade's preHandler fills it, as does `register()`. */
+export interface PendingConnection {
   identity: ResolvedIdentity
   route: RouteSettings
-  resume: PendingResume | undefined
-  elsewhere: number
-  principal: Principal | undefined
+  /** The upgrade request; undefined for `register()`ed sockets. */
+  request?: FastifyRequest
+  resume?: PendingResume
+  /** The user's connections on the other instances, for the per-user limit. */
+  elsewhere?: number
+  principal?: Principal
   /** With `auth.reject: 'close'`: why the connection is to be refused once upgraded. */
-  refused: AuthFailure | undefined
+  refused?: AuthFailure
 }
 
-type RawWithPending = IncomingMessage & { [kPending]?: Pending }
+interface PendingUpgrade extends PendingConnection {
+  request: FastifyRequest
+  /** The response @fastify/websocket made for the upgrade; detached from the socket once upgraded. */
+  response: ServerResponse
+}
+
+type RawWithPending = IncomingMessage & { [kPending]?: PendingUpgrade }
 
 const RETRY_AFTER_SECONDS = '5'
 
@@ -78,7 +94,7 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
     const resume = route.reconnect === undefined ? undefined : await readResume(manager, request, route)
     const userId = resume?.session?.userId ?? identity.userId
     const elsewhere = userId !== undefined && route.limits.maxConnectionsPerUser > 0 ? await manager.connectionsElsewhere(userId) : 0
-    ;(request.raw as RawWithPending)[kPending] = { request, identity, route, resume, elsewhere, principal, refused }
+    ;(request.raw as RawWithPending)[kPending] = { request, response: reply.raw, identity, route, resume, elsewhere, principal, refused }
   }
 }
 
@@ -139,8 +155,27 @@ export function onConnection (manager: WsManager): (socket: WebSocket, raw: Inco
     const pending = raw[kPending]
     if (pending === undefined) return
     raw[kPending] = undefined
-    const { request, identity, route, resume, elsewhere, principal, refused } = pending
-    const log = manager.options.logLevel === undefined ? request.log : request.log.child({}, { level: manager.options.logLevel })
-    request.wsConnection = manager.attach(socket, identity, route, log, resume, elsewhere, { request, principal, refused })
+    // the upgraded socket is ws' now; the response would keep the request alive through it
+    pending.response.detachSocket(pending.response.socket!)
+    pending.request.wsConnection = manager.attach(socket, pending)
   }
+}
+
+/**
+ * Wraps the WebSocket handler of a managed route, when the plugin registered
+ * @fastify/websocket (so its `errorHandler` is the plugin's): @fastify/websocket adds an
+ * `error` listener to each socket, a closure over the request and the reply, just before it
+ * calls the handler. On a registered connection that listener has nothing to do (the
+ * connection's own listener, added first, handles socket errors), so it is removed here and
+ * the request and reply can be collected. This is the one place that relies on how
+ * @fastify/websocket calls a handler.
+ */
+export function releaseUpgradeListener<H extends (this: FastifyInstance, socket: WebSocket, request: FastifyRequest) => unknown> (handler: H): H {
+  return function wsStabilizerHandler (this: FastifyInstance, socket: WebSocket, request: FastifyRequest) {
+    if (connectionOf(socket) !== undefined) {
+      const listeners = socket.listeners('error')
+      socket.off('error', listeners[listeners.length - 1] as (err: Error) => void)
+    }
+    return handler.call(this, socket, request)
+  } as H
 }

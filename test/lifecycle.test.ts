@@ -228,7 +228,7 @@ test('after close no timer, socket or server of the app is left', async (t) => {
 
 test('limits: a route cap at registration time (a race past the pre-upgrade check)', async (t) => {
   const route = { ...defaultRouteSettings(resolveOptions({})), url: '/r', routeMaxConnections: 1, connections: 1 }
-  const refusal = checkConnectionLimits(new Registry(), route, 0, undefined, undefined)
+  const refusal = checkConnectionLimits({ registry: new Registry(), route, maxConnections: 0, userId: undefined, replacing: undefined })
   t.match(refusal, { reason: 'connection_limit', code: 1013, message: 'route /r is at maxConnections (1)' })
 })
 

@@ -15,6 +15,8 @@ import { build } from './build.ts'
  * side on loopback, then Socket.IO + redis-adapter against this plugin's RedisAdapter on two
  * processes each. Every server runs in a child process of its own, the clients in another.
  * `--quick` runs once with fewer clients. Results: test/bench/results/bench-results.{md,json}.
+ * For one figure at a time: `--only=ws,plugin` (contenders), `--part=idle` or `--part=fanout`
+ * (single-process parts), `--idle=10000` (idle connections), `--runs=N`.
  */
 
 const quick = process.argv.includes('--quick')
@@ -22,6 +24,9 @@ const only = process.argv.find(a => a.startsWith('--only='))?.slice(7).split(','
 const config = quick
   ? { runs: 1, small: 200, large: 1000, idle: 2000, cluster: 1000, broadcasts: 50, latency: 20, heartbeat: 1000, window: 3000, budget: 300 }
   : { runs: 3, small: 1000, large: 5000, idle: 10_000, cluster: 2000, broadcasts: 200, latency: 40, heartbeat: 1000, window: 5000, budget: 470 }
+const part = process.argv.find(a => a.startsWith('--part='))?.slice(7)
+const idleArg = process.argv.find(a => a.startsWith('--idle='))?.slice(7)
+if (idleArg !== undefined) config.idle = Number(idleArg)
 const runs = Number(process.argv.find(a => a.startsWith('--runs='))?.slice(7) ?? config.runs)
 const budget = Number(process.argv.find(a => a.startsWith('--budget='))?.slice(9) ?? config.budget)
 const LATENCY_INTERVAL = 50
@@ -230,7 +235,7 @@ async function clusterRun (name: ContenderName, redisUrl: string, run: number): 
 }
 
 const local: ContenderName[] = (['ws', 'fastify-ws', 'socket.io', 'plugin'] as const).filter(n => only === undefined || only.includes(n))
-const clustered: ContenderName[] = (['socket.io+redis', 'plugin+redis'] as const).filter(n => only === undefined || only.includes(n))
+const clustered: ContenderName[] = (['socket.io+redis', 'plugin+redis'] as const).filter(n => part === undefined && (only === undefined || only.includes(n)))
 
 function elapsed (): string {
   return `${((performance.now() - started) / 1000).toFixed(0)} s`
@@ -249,10 +254,14 @@ try {
     const roundStart = performance.now()
     rounds++
     for (const name of local) {
-      process.stdout.write(`round ${rounds}: ${name} fan-out (${elapsed()})\n`)
-      await fanoutRun(name)
-      process.stdout.write(`round ${rounds}: ${name} idle (${elapsed()})\n`)
-      await idleRun(name)
+      if (part !== 'idle') {
+        process.stdout.write(`round ${rounds}: ${name} fan-out (${elapsed()})\n`)
+        await fanoutRun(name)
+      }
+      if (part !== 'fanout') {
+        process.stdout.write(`round ${rounds}: ${name} idle (${elapsed()})\n`)
+        await idleRun(name)
+      }
     }
     for (const name of clustered) {
       process.stdout.write(`round ${rounds}: ${name} (${elapsed()})\n`)
