@@ -102,6 +102,11 @@ export function attachListeners (socket: WebSocket, conn: ManagedConnection): vo
   socket.on('error', onError)
 }
 
+/** True for the plugin's own `error` listener of a socket. */
+export function isOwnErrorListener (listener: unknown): boolean {
+  return listener === onError
+}
+
 export function connectionOf (socket: WebSocket): ManagedConnection | undefined {
   return (socket as ManagedSocket)[kConnection]
 }

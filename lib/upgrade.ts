@@ -10,7 +10,7 @@ import { WebSocketStabilizerError } from './errors.ts'
 import { authenticateRequest, isFailure, type AuthFailure, type Principal } from './auth.ts'
 import type { RejectReason } from './stats.ts'
 import { kPending } from './symbols.ts'
-import { connectionOf } from './socket-listeners.ts'
+import { connectionOf, isOwnErrorListener } from './socket-listeners.ts'
 
 /*
  * A managed connection is prepared in two steps. Before the upgrade (a preHandler on
@@ -174,7 +174,9 @@ export function releaseUpgradeListener<H extends (this: FastifyInstance, socket:
   return function wsStabilizerHandler (this: FastifyInstance, socket: WebSocket, request: FastifyRequest) {
     if (connectionOf(socket) !== undefined) {
       const listeners = socket.listeners('error')
-      socket.off('error', listeners[listeners.length - 1] as (err: Error) => void)
+      const last = listeners[listeners.length - 1]
+      // never the connection's own: a socket must keep a listener that handles its errors
+      if (!isOwnErrorListener(last)) socket.off('error', last as (err: Error) => void)
     }
     return handler.call(this, socket, request)
   } as H

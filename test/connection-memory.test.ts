@@ -5,6 +5,7 @@ import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyWebsocket from '@fastify/websocket'
 import type { WebSocket } from 'ws'
 import wsStabilizer from '../plugin.ts'
+import { releaseUpgradeListener } from '../lib/upgrade.ts'
 import { buildApp, TestClient, urlOf } from './helpers.ts'
 
 /*
@@ -100,4 +101,24 @@ test('metadata: an object of its own, made on first read when identify gave none
   second.metadata = { n: 2 }
   t.same(second.metadata, { n: 2 })
   for (const client of clients) client.ws.close()
+})
+
+test('the release never takes the connection\'s own error listener, should @fastify/websocket add none of its own', async (t) => {
+  let socket: WebSocket | undefined
+  const app = await buildApp(t, { heartbeat: { enabled: false } }, app => {
+    app.get('/ws', { websocket: true, config: { ws: false } }, (s) => { socket = s })
+  })
+  const client = await TestClient.open(urlOf(app, '/ws'))
+  t.teardown(() => client.ws.close())
+  await new Promise(resolve => setImmediate(resolve))
+  // an unmanaged route's socket, registered by hand: its last error listener is the plugin's own
+  for (const listener of socket!.listeners('error')) socket!.off('error', listener as () => void)
+  app.wsManager.register(socket!, { clientId: 'by-hand' })
+  const before = socket!.listenerCount('error')
+  let ran = 0
+  const wrapped = releaseUpgradeListener(function () { ran++ })
+  wrapped.call(app, socket!, {} as FastifyRequest)
+  t.equal(ran, 1, 'the handler ran')
+  t.equal(before, 1)
+  t.equal(socket!.listenerCount('error'), 1, 'the connection keeps its own error listener')
 })
