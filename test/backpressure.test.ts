@@ -110,7 +110,7 @@ test('policy drop: volatile messages are dropped for a slow consumer and counted
 })
 
 test('below the high-water mark nothing happens; a consumer that catches up within grace is forgiven', async (t) => {
-  const server = await app(t, { highWaterMark: 64 * 1024, maxBytes: 64 * 1024 * 1024, grace: 60 }, { interval: 20, timeout: 60_000 })
+  const server = await app(t, { highWaterMark: 64 * 1024, maxBytes: 64 * 1024 * 1024, grace: 400 }, { interval: 20, timeout: 60_000 })
   const ended = disconnects(server)
   const client = await connect(server, '/ws')
   pause(client)
