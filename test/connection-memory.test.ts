@@ -116,7 +116,7 @@ test('the release never takes the connection\'s own error listener, should @fast
   app.wsManager.register(socket!, { clientId: 'by-hand' })
   const before = socket!.listenerCount('error')
   let ran = 0
-  const wrapped = releaseUpgradeListener(function () { ran++ })
+  const wrapped = releaseUpgradeListener(function (_socket: WebSocket, _request: FastifyRequest) { ran++ })
   wrapped.call(app, socket!, {} as FastifyRequest)
   t.equal(ran, 1, 'the handler ran')
   t.equal(before, 1)
