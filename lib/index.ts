@@ -1,6 +1,6 @@
 export { WsManager } from './manager.ts'
 export type { BroadcastOptions, BroadcastResult, RegisterOptions, SendOptions, ShutdownOptions, WsManagerEvents } from './manager.ts'
-export type { ResumeFailure } from './resumption.ts'
+export type { ResumeFailure } from './protocol.ts'
 export type { Welcome } from './protocol.ts'
 export { ManagedConnection } from './connection.ts'
 export type { CloseListener, ConnectionStats, DisconnectInfo, DisconnectReason, MessageListener } from './connection.ts'

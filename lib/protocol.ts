@@ -4,7 +4,9 @@
  */
 
 import type { Encoded } from './outbound.ts'
-import type { ResumeFailure } from './resumption.ts'
+
+/** Why a resume gave a fresh session instead (the welcome's `resumeFailed`). */
+export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap' | 'unavailable'
 
 export const PROTOCOL_VERSION = 1
 

@@ -5,7 +5,7 @@ import type { ResolvedIdentity } from './identity.ts'
 import type { ResolvedOptions } from './options.ts'
 import type { RouteSettings } from './route-options.ts'
 import { encode, write, type Encoded, type OutboundMessage } from './outbound.ts'
-import { envelope, reoffset, welcomeFrame, type Welcome } from './protocol.ts'
+import { envelope, reoffset, welcomeFrame, type ResumeFailure, type Welcome } from './protocol.ts'
 import { ReplayLog, type LogEntry, type Target } from './replay-log.ts'
 import { CLOCK_MARGIN, entriesAfter, lastSeenAt } from './log-merge.ts'
 import type { Session } from './sessions.ts'
@@ -23,7 +23,6 @@ import type { Outgoing } from './delivery.ts'
  * Why a resume failed; the client gets a fresh session and this reason in its welcome frame.
  * `unavailable`: the session store could not be reached (Redis is down), the token was not checked.
  */
-export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap' | 'unavailable'
 
 /** Why a token check failed: the token (expired, or invalid), or the store that could not answer. */
 export function tokenFailure (err: unknown): ResumeFailure {

@@ -4,10 +4,11 @@ import type { WebSocket } from 'ws'
 import type { WsManager } from './manager.ts'
 import { tokenFailure, type PendingResume } from './resumption.ts'
 import type { RouteSettings } from './route-options.ts'
-import { normalizeIdentity, type ResolvedIdentity } from './identity.ts'
+import { normalizeIdentity } from './identity.ts'
 import { checkCapacity } from './limits.ts'
 import { WebSocketStabilizerError } from './errors.ts'
 import { authenticateRequest, isFailure, type AuthFailure, type Principal } from './auth.ts'
+import type { PendingConnection } from './pending-connection.ts'
 import type { RejectReason } from './stats.ts'
 import { kPending } from './symbols.ts'
 import { connectionOf, isOwnErrorListener } from './socket-listeners.ts'
@@ -25,20 +26,6 @@ import { connectionOf, isOwnErrorListener } from './socket-listeners.ts'
  * listener it adds (a closure over the request and the reply) is removed, as Socket.IO's
  * memory guide drops `rawSocket.request`. A few KB per connection.
  */
-
-/** @internal What is known of a connection before it is registered: the upgrade's preHandler fills it, as does `register()`. */
-export interface PendingConnection {
-  identity: ResolvedIdentity
-  route: RouteSettings
-  /** The upgrade request; undefined for `register()`ed sockets. */
-  request?: FastifyRequest
-  resume?: PendingResume
-  /** The user's connections on the other instances, for the per-user limit. */
-  elsewhere?: number
-  principal?: Principal
-  /** With `auth.reject: 'close'`: why the connection is to be refused once upgraded. */
-  refused?: AuthFailure
-}
 
 interface PendingUpgrade extends PendingConnection {
   request: FastifyRequest

@@ -1,0 +1,19 @@
+import type { FastifyRequest } from 'fastify'
+import type { ResolvedIdentity } from './identity.ts'
+import type { RouteSettings } from './route-options.ts'
+import type { PendingResume } from './resumption.ts'
+import type { AuthFailure, Principal } from './auth.ts'
+
+/** @internal What is known of a connection before it is registered: the upgrade's preHandler fills it, as does `register()`. */
+export interface PendingConnection {
+  identity: ResolvedIdentity
+  route: RouteSettings
+  /** The upgrade request; undefined for `register()`ed sockets. */
+  request?: FastifyRequest
+  resume?: PendingResume
+  /** The user's connections on the other instances, for the per-user limit. */
+  elsewhere?: number
+  principal?: Principal
+  /** With `auth.reject: 'close'`: why the connection is to be refused once upgraded. */
+  refused?: AuthFailure
+}
