@@ -11,12 +11,18 @@ async function chat (client: TestClient, type: string): Promise<any> {
   }
 }
 
-test('the cluster example: two instances, one chat, counts across both, health for probes', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+/** The example's two instances on one Redis (started for the test), listening on free ports, closed after it. */
+async function twoInstances (t: Parameters<typeof startRedis>[0], prefix: string) {
   const redis = await startRedis(t)
-  const [one, two] = await buildCluster({ redisUrl: redis.url, prefix: 'example-test', logger: false })
+  const [one, two] = await buildCluster({ redisUrl: redis.url, prefix, logger: false })
   t.teardown(async () => { await one.close(); await two.close() })
   await one.listen({ port: 0, host: '127.0.0.1' })
   await two.listen({ port: 0, host: '127.0.0.1' })
+  return { redis, one, two }
+}
+
+test('the cluster example: two instances, one chat, counts across both, health for probes', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+  const { redis, one, two } = await twoInstances(t, 'example-test')
 
   const ann = await connect(one, '/ws?user=ann')
   const bob = await connect(two, '/ws?user=bob')
@@ -41,11 +47,7 @@ test('the cluster example: two instances, one chat, counts across both, health f
 })
 
 test('the cluster example: a chat session resumes on the other instance, without a second join notice', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
-  const redis = await startRedis(t)
-  const [one, two] = await buildCluster({ redisUrl: redis.url, prefix: 'example-resume', logger: false })
-  t.teardown(async () => { await one.close(); await two.close() })
-  await one.listen({ port: 0, host: '127.0.0.1' })
-  await two.listen({ port: 0, host: '127.0.0.1' })
+  const { one, two } = await twoInstances(t, 'example-resume')
 
   const bob = await connect(two, '/ws?user=bob')
   const ann = await connect(one, '/ws?user=ann')
@@ -73,11 +75,7 @@ test('the cluster example: a chat session resumes on the other instance, without
 })
 
 test('the cluster example: a room\'s user list is the cluster\'s, the same from both instances', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
-  const redis = await startRedis(t)
-  const [one, two] = await buildCluster({ redisUrl: redis.url, prefix: 'example-users', logger: false })
-  t.teardown(async () => { await one.close(); await two.close() })
-  await one.listen({ port: 0, host: '127.0.0.1' })
-  await two.listen({ port: 0, host: '127.0.0.1' })
+  const { one, two } = await twoInstances(t, 'example-users')
 
   const ann = await connect(one, '/ws?user=ann')
   t.same((await chat(ann, 'state')).users, { lobby: ['ann'] })

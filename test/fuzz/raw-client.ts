@@ -62,7 +62,7 @@ export function closePayload (code: number, reason: Buffer | string = ''): Buffe
   return out
 }
 
-export interface ServerFrame { opcode: number, payload: Buffer }
+export interface ServerFrame { opcode: number, payload: Buffer, fin: boolean, rsv1: boolean }
 
 export interface UpgradeOptions {
   localAddress?: string
@@ -91,12 +91,15 @@ export class RawClient {
   closeReason = ''
   pings = 0
   readonly ended: Promise<void>
+  /** The server's answer to the upgrade (status line and headers). */
+  readonly head: string
   answerPings = false
   #buffer: Buffer = Buffer.alloc(0)
   #waiters: Array<() => void> = []
 
-  private constructor (socket: net.Socket, rest: Buffer) {
+  private constructor (socket: net.Socket, head: string, rest: Buffer) {
     this.socket = socket
+    this.head = head
     this.ended = new Promise(resolve => socket.once('close', () => { resolve(); this.#wake() }))
     socket.on('data', chunk => this.#read(chunk))
     if (rest.length > 0) this.#read(rest)
@@ -124,7 +127,7 @@ export class RawClient {
       socket.destroy()
       throw new Error('bad Sec-WebSocket-Accept')
     }
-    return new RawClient(socket, rest)
+    return new RawClient(socket, head, rest)
   }
 
   get closed (): boolean {
@@ -200,7 +203,7 @@ export class RawClient {
         this.pings++
         if (this.answerPings) this.send({ opcode: OP.PONG, payload: Buffer.from(payload) })
       } else if (opcode !== OP.PONG) {
-        this.frames.push({ opcode, payload: Buffer.from(payload) })
+        this.frames.push({ opcode, payload: Buffer.from(payload), fin: (b[0] & 0x80) !== 0, rsv1: (b[0] & 0x40) !== 0 })
       }
     }
     this.#wake()
