@@ -11,6 +11,7 @@ import { AlreadyRegisteredError } from './lib/errors.ts'
 import { registerPrometheus } from './lib/prometheus.ts'
 import { guardLateUpgrades } from './lib/shutdown.ts'
 import './types/index.ts'
+import { kSocketError } from './lib/symbols.ts'
 
 const PROXY_IDLE_WARNING_MS = 55_000
 
@@ -43,8 +44,10 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
     if (route.websocket !== true && route.wsHandler === undefined) return
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     if (methods.every(m => m === 'HEAD')) return
-    const settings = resolveRouteOptions(route.url, route.config?.ws, options)
-    if (settings === undefined) return
+    const resolved = resolveRouteOptions(route.url, route.config?.ws, options)
+    if (resolved === undefined) return
+    const { settings, router } = resolved
+    if (router !== undefined) manager.useRouter(settings, router)
     const preHandler = upgradePreHandler(manager, settings) as preHandlerHookHandler
     route.preHandler = route.preHandler === undefined ? [preHandler] : [...[route.preHandler].flat(), preHandler]
     // @fastify/websocket takes `handler` as the WebSocket handler of a `websocket: true` route
@@ -93,7 +96,7 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
     if (conn === undefined) {
       request.log.error({ err: error }, 'websocket error')
       socket.terminate()
-    } else if (conn.socketError !== error) {
+    } else if (conn[kSocketError] !== error) {
       manager.handlerFailed(conn, error)
     }
   }

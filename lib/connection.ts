@@ -1,11 +1,9 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Principal } from './auth.ts'
-import type { Bucket, InboundState } from './rate-limit.ts'
 import type { RawData, WebSocket } from 'ws'
-import type { Held, OutboundMessage } from './outbound.ts'
-import type { RouteSettings } from './route-options.ts'
-import type { SocketEvents } from './socket-listeners.ts'
-import { kHost, kRooms } from './symbols.ts'
+import type { Encoded, OutboundMessage } from './encode.ts'
+import type { RouteSettings } from './route-settings.ts'
+import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError } from './symbols.ts'
 import { NO_METADATA } from './identity.ts'
 
 /** Why a connection ended; the `disconnectReason` of the disconnect event and log line. */
@@ -34,8 +32,20 @@ export interface ConnectionStats {
 export type MessageListener = (data: RawData, isBinary: boolean) => unknown
 export type CloseListener = (info: DisconnectInfo) => unknown
 
-/** What a connection asks of its manager. One object per manager, shared by all connections. */
-export interface ConnectionHost extends SocketEvents {
+/**
+ * What a connection asks of its manager, and what its socket's listeners report
+ * (socket-listeners.ts). One object per manager, shared by all connections.
+ * @internal
+ */
+export interface ConnectionHost {
+  tooLarge (conn: ManagedConnection, size: number): void
+  heartbeatPong (conn: ManagedConnection, now: number): void
+  appPing (conn: ManagedConnection, now: number): void
+  closed (conn: ManagedConnection, code: number, reason: string): void
+  failed (conn: ManagedConnection, err: Error): void
+  rateLimited (conn: ManagedConnection, size: number): void
+  routeMessage (conn: ManagedConnection, data: RawData, isBinary: boolean): void
+  refreshAuth (conn: ManagedConnection, data: RawData): void
   send (conn: ManagedConnection, message: OutboundMessage, options?: { volatile?: boolean }): boolean
   join (conn: ManagedConnection, room: string): boolean
   leave (conn: ManagedConnection, room: string): boolean
@@ -43,6 +53,38 @@ export interface ConnectionHost extends SocketEvents {
   listenerFailed (conn: ManagedConnection, err: unknown): void
   /** A volatile message was dropped for a slow consumer. */
   dropped (conn: ManagedConnection): void
+}
+
+/*
+ * The state other modules keep on a connection, declared here so that the connection
+ * imports none of them (they import it).
+ */
+
+/**
+ * A connection's inbound rate limiting (rate-limit.ts): tokens left (messages, bytes), when
+ * last refilled, violations in the window.
+ */
+export interface InboundState {
+  tokens: number
+  byteTokens: number
+  refilledAt: number
+  violations: number
+  violationsSince: number
+}
+
+/** A per-type rate-limit bucket of the message router: messages only. */
+export interface Bucket { tokens: number, refilledAt: number }
+
+/**
+ * Plugin messages waiting, in order, for the app's fragmented message to end (outbound.ts):
+ * while the app has one open on the raw socket (`socket.send(…, { fin: false })`), ws would
+ * send any data frame as a continuation of it. Made only while a fragment is open.
+ */
+export interface Held {
+  readonly messages: Array<[message: Encoded, control: boolean]>
+  bytes: number
+  /** Stops watching for the end of the fragment. */
+  readonly stop: () => void
 }
 
 const OPEN = 0
@@ -59,8 +101,6 @@ export class ManagedConnection {
   /** The clientId: unique among this instance's connections. */
   readonly id: string
   readonly userId: string | undefined
-  /** @internal When it connected, ms since the epoch (`connectedAt` is made from it when first read). */
-  readonly connectedAtMs: number
   /** The raw `ws` socket. */
   readonly socket: WebSocket
   /** The merged options of the route this connection came in on. */
@@ -69,30 +109,32 @@ export class ManagedConnection {
   ip: string | undefined = undefined
   /** Who authenticated, on routes with `authenticate` / `auth`; undefined when anonymous. */
   principal: Principal | undefined = undefined
-  /** @internal The upgrade request, kept on routes whose handlers or refreshes need it. */
-  request: FastifyRequest | undefined = undefined
-  /** @internal Per-type rate-limit buckets of the message router. */
-  buckets: Map<string, Bucket> | undefined = undefined
   readonly stats: ConnectionStats = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 }
   /** Last measured heartbeat round trip in ms, undefined until one completed. */
   rtt: number | undefined = undefined
   /** When anything (message, pong, ping) last arrived, ms since the epoch. */
   lastSeen: number
-  /** When the last heartbeat ping was sent; 0 when none is outstanding. */
-  pingSentAt = 0
-  /** @internal Since when its send buffer has been above the high-water mark; 0 when it is not. */
-  slowSince = 0
-  /** @internal Plugin messages waiting for the app's open fragmented message to end (outbound.ts); undefined when none. */
-  held: Held | undefined = undefined
-  /** @internal Inbound rate limiting and violations (rate-limit.ts); made on the first message of a rate-limited route or the first violation. */
-  inbound: InboundState | undefined = undefined
   /** How it ended, once it has. */
   disconnectInfo: DisconnectInfo | undefined = undefined
-  /** @internal The first error the socket emitted, to tell a network drop from a clean close. */
-  socketError: Error | undefined = undefined;
-  /** @internal Its rooms (rooms.ts); made on the first join. */
+  /** @internal */
+  readonly [kConnectedAt]: number;
+  /** @internal */
+  [kRequest]: FastifyRequest | undefined = undefined;
+  /** @internal */
+  [kBuckets]: Map<string, Bucket> | undefined = undefined;
+  /** @internal 0 when no ping is outstanding. */
+  [kPingSentAt] = 0;
+  /** @internal 0 when the send buffer is not above the high-water mark. */
+  [kSlowSince] = 0;
+  /** @internal Undefined when nothing is held. */
+  [kHeld]: Held | undefined = undefined;
+  /** @internal Made on the first message of a rate-limited route or the first violation. */
+  [kInbound]: InboundState | undefined = undefined;
+  /** @internal To tell a network drop from a clean close. */
+  [kSocketError]: Error | undefined = undefined;
+  /** @internal Made on the first join. */
   [kRooms]: Set<string> | undefined = undefined
-  /** @internal The manager's shared host object. */
+  /** @internal */
   readonly [kHost]: ConnectionHost
 
   #state = OPEN
@@ -107,6 +149,7 @@ export class ManagedConnection {
   #flushScheduled = false
   #rawMode = false
 
+  /** @internal The manager makes connections. */
   constructor (host: ConnectionHost, socket: WebSocket, identity: { clientId: string, userId: string | undefined, metadata: Record<string, unknown> }, route: RouteSettings, log: FastifyBaseLogger) {
     this[kHost] = host
     this.socket = socket
@@ -115,8 +158,8 @@ export class ManagedConnection {
     this.#metadata = identity.metadata === NO_METADATA ? undefined : identity.metadata
     this.route = route
     this.#parentLog = log
-    this.connectedAtMs = Date.now()
-    this.lastSeen = this.connectedAtMs
+    this[kConnectedAt] = Date.now()
+    this.lastSeen = this[kConnectedAt]
   }
 
   /** Anything the app keeps with the connection (`identify`'s `metadata`); an object of its own, made on first read when none was given. */
@@ -131,7 +174,7 @@ export class ManagedConnection {
 
   /** When it connected. */
   get connectedAt (): Date {
-    this.#connectedAt ??= new Date(this.connectedAtMs)
+    this.#connectedAt ??= new Date(this[kConnectedAt])
     return this.#connectedAt
   }
 
@@ -143,7 +186,7 @@ export class ManagedConnection {
 
   /** @internal What another instance needs to resume this connection (on resumable routes). */
   get session (): { metadata: Record<string, unknown>, connectedAt: number } | undefined {
-    return this.route.reconnect === undefined ? undefined : { metadata: this.metadata, connectedAt: this.connectedAtMs }
+    return this.route.reconnect === undefined ? undefined : { metadata: this.metadata, connectedAt: this[kConnectedAt] }
   }
 
   /** The rooms this connection is in. */
@@ -213,7 +256,7 @@ export class ManagedConnection {
   }
 
   /** @internal Called by the socket's message listener for each data message. */
-  dispatch (data: RawData, isBinary: boolean): void {
+  [kDispatch] (data: RawData, isBinary: boolean): void {
     if (this.#queue !== undefined || this.#listeners === undefined || this.#listeners.length === 0) {
       this.#enqueue(data, isBinary)
       return
@@ -222,14 +265,14 @@ export class ManagedConnection {
   }
 
   /** @internal Marks the connection closing: it is skipped by every send from now on. */
-  markClosing (): boolean {
+  [kMarkClosing] (): boolean {
     if (this.#state !== OPEN) return false
     this.#state = CLOSING
     return true
   }
 
   /** @internal Marks the connection closed and tells its close listeners; the manager calls it once. */
-  markClosed (info: DisconnectInfo): void {
+  [kMarkClosed] (info: DisconnectInfo): void {
     this.#state = CLOSED
     this.disconnectInfo = info
     this.#queue = undefined

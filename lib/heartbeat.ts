@@ -1,5 +1,6 @@
 import type { ManagedConnection } from './connection.ts'
 import { slow, waitingOf, write } from './outbound.ts'
+import { kPingSentAt, kSlowSince } from './symbols.ts'
 
 /**
  * Liveness for every connection from one shared, unref'd timer: never a timer per
@@ -74,12 +75,12 @@ export class Heartbeat {
     for (const conn of this.#connections) {
       const hb = conn.route.heartbeat
       // a slow consumer that was sent nothing since it went over the high-water mark
-      if (conn.slowSince > 0 && now - conn.slowSince > conn.route.backpressure.grace) {
+      if (conn[kSlowSince] > 0 && now - conn[kSlowSince] > conn.route.backpressure.grace) {
         if (waitingOf(conn) > conn.route.backpressure.highWaterMark) {
           slow(conn, `above ${conn.route.backpressure.highWaterMark} bytes for more than ${conn.route.backpressure.grace} ms`)
           continue
         }
-        conn.slowSince = 0
+        conn[kSlowSince] = 0
       }
       const idle = now - conn.lastSeen
       if (idle >= hb.timeout) {
@@ -87,9 +88,9 @@ export class Heartbeat {
         this.#onTimeout(conn, idle)
         continue
       }
-      const quietSince = conn.pingSentAt > conn.lastSeen ? conn.pingSentAt : conn.lastSeen
+      const quietSince = conn[kPingSentAt] > conn.lastSeen ? conn[kPingSentAt] : conn.lastSeen
       if (now - quietSince < hb.interval - slack) continue
-      conn.pingSentAt = now
+      conn[kPingSentAt] = now
       if (hb.mode === 'ping') {
         // ws throws only while CONNECTING, never the state of a registered socket
         conn.socket.ping()

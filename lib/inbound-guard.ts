@@ -8,7 +8,9 @@ import { authenticateRequest, isFailure } from './auth.ts'
 import { write } from './outbound.ts'
 import { errorFrame } from './protocol.ts'
 import { countViolation, retryAfter } from './rate-limit.ts'
-import type { RouterEvents } from './message-router.ts'
+import type { MessageRouter, RouterEvents } from './message-router.ts'
+import type { RouteSettings } from './route-settings.ts'
+import { kBuckets, kRequest } from './symbols.ts'
 
 /*
  * What the plugin does with inbound messages that break a rule, and with credentials
@@ -27,6 +29,8 @@ export interface GuardHost {
 export class InboundGuard implements RouterEvents {
   #host: GuardHost
   readonly expiries: Deadlines<ManagedConnection>
+  /** The routers of the routes with typed `messages`. */
+  readonly routers = new Map<RouteSettings, MessageRouter>()
 
   constructor (host: GuardHost) {
     this.#host = host
@@ -63,7 +67,7 @@ export class InboundGuard implements RouterEvents {
 
   /** A message for the route's router. */
   route (conn: ManagedConnection, data: RawData, isBinary: boolean): void {
-    conn.route.router!.route(conn, conn.request!, data, isBinary, this, () => (conn.buckets ??= new Map()))
+    this.routers.get(conn.route)!.route(conn, conn[kRequest]!, data, isBinary, this, () => (conn[kBuckets] ??= new Map()))
   }
 
   /** `{"type":"auth.refresh","token":"…"}`: new credentials for the same subject, before the old ones expire. */
@@ -77,7 +81,7 @@ export class InboundGuard implements RouterEvents {
       return
     }
     // a throwing authenticate is a refusal; a server error (5xx) is reported
-    authenticateRequest(conn.route.auth!, conn.request!, token).then(outcome => {
+    authenticateRequest(conn.route.auth!, conn[kRequest]!, token).then(outcome => {
       if (!conn.isOpen) return
       if (outcome === undefined || isFailure(outcome)) {
         this.#host.end(conn, CloseCode.UNAUTHORIZED, 'refresh refused', 'unauthorized')

@@ -1,6 +1,6 @@
 import type { ManagedConnection } from './connection.ts'
 import type { Registry } from './registry.ts'
-import type { RouteSettings } from './route-options.ts'
+import type { RouteSettings } from './route-settings.ts'
 import { CloseCode } from './close-codes.ts'
 
 /** A refusal: why, with which close code, in words for logs and errors. */

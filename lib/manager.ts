@@ -6,12 +6,14 @@ import { ManagedConnection, type ConnectionHost, type DisconnectInfo, type Disco
 import { Registry } from './registry.ts'
 import { Rooms } from './rooms.ts'
 import { Heartbeat } from './heartbeat.ts'
-import { discardHeld, write, type OutboundMessage } from './outbound.ts'
+import { discardHeld, write } from './outbound.ts'
+import type { OutboundMessage } from './encode.ts'
 import { checkConnectionLimits, type LimitViolation } from './limits.ts'
 import { errorLevel, isTooLarge, sentCloseCode } from './socket-errors.ts'
 import { awaitClosed, type ShutdownReport } from './shutdown.ts'
 import { attachListeners } from './socket-listeners.ts'
-import { defaultRouteSettings, type RouteSettings } from './route-options.ts'
+import { defaultRouteSettings, type RouteSettings } from './route-settings.ts'
+import type { MessageRouter } from './message-router.ts'
 import { normalizeIdentity, type Identity, type ResolvedIdentity } from './identity.ts'
 import { Stats, connectionStats, userStats, type ConnectionStatsSnapshot, type RejectReason, type StatsSnapshot, type UserStatsSnapshot } from './stats.ts'
 import type { ReconnectClaims } from './tokens.ts'
@@ -30,6 +32,7 @@ import {
   BroadcastFailedError, ConnectionLimitExceededError, ConnectionNotFoundError, ConnectionTimeoutError,
   ShutdownError, WebSocketStabilizerError
 } from './errors.ts'
+import { kConnectedAt, kHeld, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kSocketError } from './symbols.ts'
 
 export type { BroadcastResult } from './delivery.ts'
 
@@ -371,14 +374,14 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     if (request !== undefined) {
       conn.ip = request.ip
       conn.principal = pending.principal
-      if (route.router !== undefined || route.auth !== undefined) conn.request = request
+      if (route.routed || route.auth !== undefined) conn[kRequest] = request
     }
     const elsewhere = pending.elsewhere ?? 0
     const refusal = this.#refusal(identity, route, elsewhere, conn.ip)
     if (refusal !== undefined) {
       this.#stats.rejected(refusal.reason)
-      conn.markClosing()
-      conn.markClosed({ code: refusal.code, reason: refusal.message, disconnectReason: refusal.reason, durationMs: 0, rooms: [] })
+      conn[kMarkClosing]()
+      conn[kMarkClosed]({ code: refusal.code, reason: refusal.message, disconnectReason: refusal.reason, durationMs: 0, rooms: [] })
       conn.log.warn({ code: refusal.code, reason: refusal.reason }, `websocket refused: ${refusal.message}`)
       safeClose(socket, refusal.code, refusal.message)
       return conn
@@ -469,14 +472,19 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#resumption.useReplay()
   }
 
+  /** @internal A route with typed `messages`: its data messages go to this router. */
+  useRouter (route: RouteSettings, router: MessageRouter): void {
+    this.#guard.routers.set(route, router)
+  }
+
   /** `auth.reject: 'close'`: the upgraded socket gets an error frame and 4401/4403, and is never registered. */
   #refuseAuth (socket: WebSocket, identity: ResolvedIdentity, route: RouteSettings, log: FastifyBaseLogger, failure: AuthFailure): ManagedConnection {
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
     const [code, why, name] = failure.status === 401 ? [CloseCode.UNAUTHORIZED, 'unauthorized', 'UNAUTHORIZED'] as const : [CloseCode.FORBIDDEN, 'forbidden', 'FORBIDDEN'] as const
     this.#stats.rejected(why)
     write(conn, { data: errorFrame(name, failure.message), binary: false }, true)
-    conn.markClosing()
-    conn.markClosed({ code, reason: failure.message, disconnectReason: why, durationMs: 0, rooms: [] })
+    conn[kMarkClosing]()
+    conn[kMarkClosed]({ code, reason: failure.message, disconnectReason: why, durationMs: 0, rooms: [] })
     conn.log.warn({ code, reason: why }, `websocket refused: ${failure.message}`)
     safeClose(socket, code, failure.message.slice(0, 120))
     return conn
@@ -543,9 +551,9 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   #pong (conn: ManagedConnection, now: number): void {
     conn.lastSeen = now
-    if (conn.pingSentAt === 0) return
-    conn.rtt = now - conn.pingSentAt
-    conn.pingSentAt = 0
+    if (conn[kPingSentAt] === 0) return
+    conn.rtt = now - conn[kPingSentAt]
+    conn[kPingSentAt] = 0
     this.#stats.rtt(conn.rtt)
   }
 
@@ -560,7 +568,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    * (so nothing is sent to it any more), then its socket is closed or terminated.
    */
   #end (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason, terminate: boolean, extra?: object): boolean {
-    if (!conn.markClosing()) return true
+    if (!conn[kMarkClosing]()) return true
     this.#cleanup(conn, code, reason, why, extra)
     if (!terminate) return safeClose(conn.socket, code, reason)
     conn.socket.terminate()
@@ -568,8 +576,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   }
 
   #socketClosed (conn: ManagedConnection, code: number, reason: string): void {
-    const error = conn.socketError
-    conn.markClosing()
+    const error = conn[kSocketError]
+    conn[kMarkClosing]()
     if (error === undefined) {
       // 1006: the peer vanished without a close frame
       this.#cleanup(conn, code, reason, code === 1006 ? 'network_error' : 'client_close')
@@ -581,7 +589,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   }
 
   #socketFailed (conn: ManagedConnection, err: Error): void {
-    conn.socketError ??= err
+    conn[kSocketError] ??= err
     conn.log[errorLevel(err)]({ err }, 'websocket error')
   }
 
@@ -595,15 +603,15 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#heartbeat.delete(conn)
     conn.route.connections--
     // held behind the app's fragmented message that never ended: accepted, never written
-    if (conn.held !== undefined) {
+    if (conn[kHeld] !== undefined) {
       const undelivered = discardHeld(conn)
       this.#stats.undelivered(undelivered)
       extra = { ...extra, undelivered }
     }
-    const info: DisconnectInfo = { code, reason, disconnectReason: why, durationMs: Date.now() - conn.connectedAtMs, rooms }
+    const info: DisconnectInfo = { code, reason, disconnectReason: why, durationMs: Date.now() - conn[kConnectedAt], rooms }
     this.#stats.disconnected(why, conn.stats)
     if (conn.route.reconnect !== undefined && why !== 'replaced') this.#resumption.saveSession(conn, rooms)
-    conn.markClosed(info)
+    conn[kMarkClosed](info)
     conn.log.info({ ...extra, code, reason, disconnectReason: why, durationMs: info.durationMs, ...conn.stats }, 'websocket disconnected')
     this.#emit('disconnect', conn, info)
   }

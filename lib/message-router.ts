@@ -2,10 +2,10 @@ import type { Static, TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { RawData } from 'ws'
 import type { FastifyRequest } from 'fastify'
-import type { ManagedConnection } from './connection.ts'
+import type { Bucket, ManagedConnection } from './connection.ts'
 import type { InboundRejection } from './stats.ts'
 import { InvalidRouteOptionsError } from './errors.ts'
-import { takeBucket, type Bucket } from './rate-limit.ts'
+import { takeBucket } from './rate-limit.ts'
 
 /*
  * Typed inbound messages: a route's `messages` maps each `type` of a `{ type, id?, data }`

@@ -3,7 +3,6 @@ import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value'
 import { InvalidOptionsError } from './errors.ts'
 import type { WsAdapter } from './adapters/adapter.ts'
 import type { IdentifyFn } from './identity.ts'
-import type { PrometheusOptions } from './prometheus.ts'
 
 /*
  * The plugin's options: one TypeBox schema with a default and a doc comment per field,
@@ -142,6 +141,19 @@ export type HeartbeatMode = Static<typeof HeartbeatModeSchema>
 export type LogLevel = Static<typeof LogLevelSchema>
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? Partial<T[K]> : T[K] }
+
+/** What the plugin uses of a prom-client `Registry` (its default `register`, or one of the app's). */
+export interface PrometheusRegistry {
+  registerMetric (metric: never): void
+  removeSingleMetric (name: string): void
+}
+
+export interface PrometheusOptions {
+  /** The prom-client registry to add the metrics to: `import { register } from 'prom-client'`. */
+  registry: PrometheusRegistry
+  /** Prefix of every metric name; default `ws_`. */
+  prefix?: string
+}
 
 /** What users pass to `register`. */
 export interface WsStabilizerOptions extends DeepPartial<Static<typeof PluginOptionsSchema>> {

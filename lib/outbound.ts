@@ -1,50 +1,8 @@
-import { InvalidMessageError } from './errors.ts'
 import type { ManagedConnection } from './connection.ts'
+import type { Encoded } from './encode.ts'
 import { CloseCode } from './close-codes.ts'
-import { kHost } from './symbols.ts'
-import { canWriteFrame, compressingBytes, fragmentOpen, sendOptions, waitingBytes, whenFragmentEnds, writeFrame, type Frameable } from './frame.ts'
-
-/** What can be sent: text, binary, or any JSON-serializable value (sent as JSON text). */
-export type OutboundMessage = string | Buffer | Uint8Array | ArrayBuffer | object | number | boolean | null
-
-/** A message encoded once, ready to be written to any number of sockets (and framed once for all of them). */
-export interface Encoded extends Frameable {
-  readonly data: Buffer
-  readonly binary: boolean
-  /** Text that is JSON (an encoded value), not a plain string. */
-  readonly json?: boolean
-}
-
-/**
- * Serializes a message once. Text and JSON become one Buffer, so a broadcast
- * neither stringifies nor converts a string to bytes once per recipient.
- */
-export function encode (message: OutboundMessage): Encoded {
-  if (typeof message === 'string') return { data: Buffer.from(message), binary: false }
-  if (Buffer.isBuffer(message)) return { data: message, binary: true }
-  if (message instanceof Uint8Array) return { data: Buffer.from(message.buffer, message.byteOffset, message.byteLength), binary: true }
-  if (message instanceof ArrayBuffer) return { data: Buffer.from(message), binary: true }
-  let json: string | undefined
-  try {
-    json = JSON.stringify(message)
-  } catch (err) {
-    throw new InvalidMessageError(`${typeof message} (${(err as Error).message})`)
-  }
-  if (json === undefined) throw new InvalidMessageError(typeof message)
-  return { data: Buffer.from(json), binary: false, json: true }
-}
-
-/**
- * Plugin messages waiting, in order, for the app's fragmented message to end: while the app
- * has one open on the raw socket (`socket.send(…, { fin: false })`), ws would send any data
- * frame as a continuation of it. Made only while a fragment is open.
- */
-export interface Held {
-  readonly messages: Array<[message: Encoded, control: boolean]>
-  bytes: number
-  /** Stops watching for the end of the fragment. */
-  readonly stop: () => void
-}
+import { kHeld, kHost, kSlowSince } from './symbols.ts'
+import { canWriteFrame, compressingBytes, fragmentOpen, sendOptions, waitingBytes, whenFragmentEnds, writeFrame } from './frame.ts'
 
 /**
  * The single place where the plugin writes a data message to a socket.
@@ -58,7 +16,7 @@ export interface Held {
  * mark. Messages waiting for permessage-deflate are bounded on their own, by
  * `backpressure.maxDeflateBytes` (also a 1013 close).
  *
- * While the app has a fragmented message open, the message is held (see `Held`) and
+ * While the app has a fragmented message open, the message is held (see `Held` in connection.ts) and
  * written once the fragment ends; it counts in the stats when written.
  */
 export function write (conn: ManagedConnection, message: Encoded, control = false, volatile = false): string | undefined {
@@ -70,16 +28,16 @@ export function write (conn: ManagedConnection, message: Encoded, control = fals
     const why = checkBackpressure(conn, waiting, compressing, message.data.length, volatile)
     if (why !== undefined) return why
   } else {
-    conn.slowSince = 0
+    conn[kSlowSince] = 0
   }
-  if (conn.held === undefined && !fragmentOpen(socket)) return put(conn, message, control)
+  if (conn[kHeld] === undefined && !fragmentOpen(socket)) return put(conn, message, control)
   hold(conn, message, control)
   return undefined
 }
 
 /** Bytes waiting on a connection's socket: its send buffer, and the messages held behind an open fragment. */
 export function waitingOf (conn: ManagedConnection): number {
-  return conn.held === undefined ? waitingBytes(conn.socket) : waitingBytes(conn.socket) + conn.held.bytes
+  return conn[kHeld] === undefined ? waitingBytes(conn.socket) : waitingBytes(conn.socket) + conn[kHeld].bytes
 }
 
 function put (conn: ManagedConnection, message: Encoded, control: boolean): string | undefined {
@@ -100,15 +58,15 @@ function put (conn: ManagedConnection, message: Encoded, control: boolean): stri
 }
 
 function hold (conn: ManagedConnection, message: Encoded, control: boolean): void {
-  const held = conn.held ??= { messages: [], bytes: 0, stop: whenFragmentEnds(conn.socket, () => release(conn)) }
+  const held = conn[kHeld] ??= { messages: [], bytes: 0, stop: whenFragmentEnds(conn.socket, () => release(conn)) }
   held.messages.push([message, control])
   held.bytes += message.data.length
 }
 
 /** The app's fragmented message ended: what was held goes out now, in order, before anything else. */
 function release (conn: ManagedConnection): void {
-  const held = conn.held!
-  conn.held = undefined
+  const held = conn[kHeld]!
+  conn[kHeld] = undefined
   for (const [message, control] of held.messages) put(conn, message, control)
 }
 
@@ -117,8 +75,8 @@ function release (conn: ManagedConnection): void {
  * Returns how many data messages that was (control frames are not counted).
  */
 export function discardHeld (conn: ManagedConnection): number {
-  const held = conn.held!
-  conn.held = undefined
+  const held = conn[kHeld]!
+  conn[kHeld] = undefined
   held.stop()
   let count = 0
   for (const [, control] of held.messages) if (!control) count++
@@ -130,12 +88,12 @@ function checkBackpressure (conn: ManagedConnection, waiting: number, compressin
   if (waiting + size > rules.maxBytes) return slow(conn, `send buffer would exceed ${rules.maxBytes} bytes`)
   if (compressing > 0 && compressing + size > rules.maxDeflateBytes) return slow(conn, `compression queue would exceed ${rules.maxDeflateBytes} bytes`)
   if (waiting <= rules.highWaterMark) {
-    conn.slowSince = 0
+    conn[kSlowSince] = 0
     return undefined
   }
   const now = Date.now()
-  if (conn.slowSince === 0) conn.slowSince = now
-  else if (now - conn.slowSince > rules.grace) return slow(conn, `above ${rules.highWaterMark} bytes for more than ${rules.grace} ms`)
+  if (conn[kSlowSince] === 0) conn[kSlowSince] = now
+  else if (now - conn[kSlowSince] > rules.grace) return slow(conn, `above ${rules.highWaterMark} bytes for more than ${rules.grace} ms`)
   if (volatile && rules.policy === 'drop') {
     conn[kHost].dropped(conn)
     return 'dropped: slow consumer'

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { ResolvedIdentity } from './identity.ts'
-import type { RouteSettings } from './route-options.ts'
+import type { RouteSettings } from './route-settings.ts'
 import type { PendingResume } from './resumption.ts'
 import type { AuthFailure, Principal } from './auth.ts'
 

@@ -1,5 +1,6 @@
 import type { AdapterHealth } from './adapters/adapter.ts'
 import type { StatsSnapshot } from './stats.ts'
+import type { PrometheusOptions } from './options.ts'
 
 /*
  * The plugin's figures in an app's prom-client registry. Nothing is counted for
@@ -7,19 +8,6 @@ import type { StatsSnapshot } from './stats.ts'
  * scraped, from one snapshot shared by all the metrics of that scrape. So with
  * Prometheus on, the cost per message is what it is without it.
  */
-
-/** What the plugin uses of a prom-client `Registry` (its default `register`, or one of the app's). */
-export interface PrometheusRegistry {
-  registerMetric (metric: never): void
-  removeSingleMetric (name: string): void
-}
-
-export interface PrometheusOptions {
-  /** The prom-client registry to add the metrics to: `import { register } from 'prom-client'`. */
-  registry: PrometheusRegistry
-  /** Prefix of every metric name; default `ws_`. */
-  prefix?: string
-}
 
 /** What a scrape reads: the stats snapshot and the adapter's health. */
 export interface Scrape {

@@ -1,5 +1,6 @@
-import type { ManagedConnection } from './connection.ts'
-import type { ResolvedRateLimit } from './route-options.ts'
+import type { Bucket, InboundState, ManagedConnection } from './connection.ts'
+import type { ResolvedRateLimit } from './route-settings.ts'
+import { kInbound } from './symbols.ts'
 
 /*
  * Inbound rate limits: a token bucket per connection for messages and one for bytes,
@@ -7,19 +8,10 @@ import type { ResolvedRateLimit } from './route-options.ts'
  * window that decides when a connection has abused enough to be closed.
  */
 
-/** A connection's inbound state: tokens left (messages, bytes), when last refilled, violations in the window. */
-export interface InboundState {
-  tokens: number
-  byteTokens: number
-  refilledAt: number
-  violations: number
-  violationsSince: number
-}
-
 /** Made on first use: most connections are never rate limited and never misbehave. */
 function inboundOf (conn: ManagedConnection): InboundState {
-  conn.inbound ??= { tokens: 0, byteTokens: 0, refilledAt: 0, violations: 0, violationsSince: 0 }
-  return conn.inbound
+  conn[kInbound] ??= { tokens: 0, byteTokens: 0, refilledAt: 0, violations: 0, violationsSince: 0 }
+  return conn[kInbound]
 }
 
 /** True when the message may pass; takes its tokens. */
@@ -48,9 +40,6 @@ export function retryAfter (conn: ManagedConnection, limit: ResolvedRateLimit, s
   const bytes = limit.bytesPerSecond > 0 ? (size - state.byteTokens) / limit.bytesPerSecond : 0
   return Math.max(1, Math.ceil(Math.max(messages, bytes) * 1000))
 }
-
-/** A per-type bucket: messages only. */
-export interface Bucket { tokens: number, refilledAt: number }
 
 export function takeBucket (bucket: Bucket, perSecond: number, burst: number, now: number): boolean {
   bucket.tokens = bucket.refilledAt === 0 ? burst : Math.min(burst, bucket.tokens + (now - bucket.refilledAt) / 1000 * perSecond)

@@ -3,8 +3,9 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { ManagedConnection } from './connection.ts'
 import type { ResolvedIdentity } from './identity.ts'
 import type { ResolvedOptions } from './options.ts'
-import type { RouteSettings } from './route-options.ts'
-import { encode, write, type Encoded, type OutboundMessage } from './outbound.ts'
+import type { RouteSettings } from './route-settings.ts'
+import { write } from './outbound.ts'
+import { encode, type Encoded, type OutboundMessage } from './encode.ts'
 import { envelope, reoffset, welcomeFrame, type ResumeFailure, type Welcome } from './protocol.ts'
 import { ReplayLog, type LogEntry, type Target } from './replay-log.ts'
 import { CLOCK_MARGIN, entriesAfter, lastSeenAt } from './log-merge.ts'
@@ -31,7 +32,7 @@ export function tokenFailure (err: unknown): ResumeFailure {
   return code === 'FST_WS_INVALID_TOKEN' ? 'invalid' : 'unavailable'
 }
 
-/** @internal A resume worked out before the upgrade (token checked, session taken). */
+/** A resume worked out before the upgrade (token checked, session taken). */
 export interface PendingResume {
   offset: number
   session?: Session

@@ -1,8 +1,9 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { InvalidRouteOptionsError } from './errors.ts'
-import { HeartbeatModeSchema, BackpressureOptionsSchema, RateLimitOptionsSchema, check, show, type BackpressureOptions, type HeartbeatOptions, type LimitsOptions, type RateLimitOptions, type ResolvedOptions } from './options.ts'
+import { HeartbeatModeSchema, BackpressureOptionsSchema, RateLimitOptionsSchema, check, show, type HeartbeatOptions, type ResolvedOptions } from './options.ts'
 import type { IdentifyFn } from './identity.ts'
-import { resolveAuth, type AuthSettings, type RouteAuthOptions } from './auth.ts'
+import { resolveAuth, type RouteAuthOptions } from './auth.ts'
+import { resolveRateLimit, type RouteSettings } from './route-settings.ts'
 import { compileRouter, type MessageDefinitions, type MessageRouter } from './message-router.ts'
 
 /*
@@ -85,71 +86,17 @@ export interface RouteWsOptions extends Static<typeof RouteOptionsSchema> {
   messages?: MessageDefinitions
 }
 
-export interface ResolvedRateLimit extends RateLimitOptions {
-  burst: number
-}
-
-/** The rate limits in force, or undefined when none is set (no per-message work at all). */
-export function resolveRateLimit (options: RateLimitOptions): ResolvedRateLimit | undefined {
-  if (options.messagesPerSecond === 0 && options.bytesPerSecond === 0) return undefined
-  return { ...options, burst: options.burst ?? Math.max(1, options.messagesPerSecond) }
-}
-
-export interface RouteReconnect {
-  replay: boolean
-  maxDisconnect: number
-}
-
-/** A managed route's settings after the merge; shared by all its connections. */
-export interface RouteSettings {
-  readonly url: string
-  readonly identify: IdentifyFn | undefined
-  readonly rooms: readonly string[]
-  readonly limits: LimitsOptions
-  /** Route-only caps, counted on this route; 0 = unlimited. */
-  readonly routeMaxConnections: number
-  readonly routeMaxConnectionsPerUser: number
-  readonly heartbeat: HeartbeatOptions
-  /** The resume protocol, when the route has it. */
-  readonly reconnect: RouteReconnect | undefined
-  readonly backpressure: BackpressureOptions
-  /** Inbound rate limits, resolved (burst filled in); undefined when there are none. */
-  readonly rateLimit: ResolvedRateLimit | undefined
-  /** How many violations (rate limited or invalid messages) within how long close a connection. */
-  readonly violations: { maxViolations: number, window: number }
-  readonly allowedOrigins: ReadonlySet<string> | undefined
-  readonly auth: AuthSettings | undefined
-  readonly router: MessageRouter | undefined
-  /** Live connections on this route. */
-  connections: number
-}
-
-/** The settings of connections registered without a route (`wsManager.register`). */
-export function defaultRouteSettings (options: ResolvedOptions): RouteSettings {
-  return {
-    url: '(programmatic)',
-    identify: options.identify,
-    rooms: [],
-    limits: options.limits,
-    routeMaxConnections: 0,
-    routeMaxConnectionsPerUser: 0,
-    heartbeat: options.heartbeat,
-    reconnect: undefined,
-    backpressure: options.backpressure,
-    rateLimit: resolveRateLimit(options.rateLimit),
-    violations: { maxViolations: options.rateLimit.maxViolations, window: options.rateLimit.window },
-    allowedOrigins: undefined,
-    auth: undefined,
-    router: undefined,
-    connections: 0
-  }
+/** A managed route: its settings, and the router of its typed `messages` when it has them. */
+export interface ResolvedRoute {
+  settings: RouteSettings
+  router: MessageRouter | undefined
 }
 
 /**
  * Validates a route's `config.ws` and merges it over the plugin options.
  * Returns undefined for routes the plugin does not manage.
  */
-export function resolveRouteOptions (url: string, input: unknown, options: ResolvedOptions): RouteSettings | undefined {
+export function resolveRouteOptions (url: string, input: unknown, options: ResolvedOptions): ResolvedRoute | undefined {
   if (input === false) return undefined
   const raw = (input ?? {}) as RouteWsOptions
   if (typeof raw !== 'object') throw new InvalidRouteOptionsError(url, `Expected \`config.ws\` to be an object or false, got \`${show(input)}\``)
@@ -172,7 +119,7 @@ export function resolveRouteOptions (url: string, input: unknown, options: Resol
   }
   const { maxConnections = 0, maxConnectionsPerUser = 0, ...limits } = route.limits ?? {}
   const rateLimit = { ...options.rateLimit, ...route.rateLimit }
-  return {
+  const settings: RouteSettings = {
     url,
     identify: identify ?? options.identify,
     rooms: [...new Set(route.rooms ?? [])],
@@ -188,9 +135,10 @@ export function resolveRouteOptions (url: string, input: unknown, options: Resol
     violations: { maxViolations: rateLimit.maxViolations, window: rateLimit.window },
     allowedOrigins: toSet(route.allowedOrigins ?? options.allowedOrigins),
     auth: resolveAuth(url, authenticate, route.auth),
-    router: messages === undefined ? undefined : compileRouter(url, messages),
+    routed: messages !== undefined,
     connections: 0
   }
+  return { settings, router: messages === undefined ? undefined : compileRouter(url, messages) }
 }
 
 function toSet (origins: string[] | undefined): ReadonlySet<string> | undefined {

@@ -1,6 +1,6 @@
 import type { RawData, WebSocket } from 'ws'
 import type { ManagedConnection } from './connection.ts'
-import { kConnection, kHost } from './symbols.ts'
+import { kConnection, kDispatch, kHost } from './symbols.ts'
 import { takeTokens } from './rate-limit.ts'
 
 /*
@@ -10,18 +10,6 @@ import { takeTokens } from './rate-limit.ts'
  */
 
 type ManagedSocket = WebSocket & { [kConnection]?: ManagedConnection }
-
-/** What the listeners report to the manager (reached through the connection, so each manager gets its own). */
-export interface SocketEvents {
-  tooLarge (conn: ManagedConnection, size: number): void
-  heartbeatPong (conn: ManagedConnection, now: number): void
-  appPing (conn: ManagedConnection, now: number): void
-  closed (conn: ManagedConnection, code: number, reason: string): void
-  failed (conn: ManagedConnection, err: Error): void
-  rateLimited (conn: ManagedConnection, size: number): void
-  routeMessage (conn: ManagedConnection, data: RawData, isBinary: boolean): void
-  refreshAuth (conn: ManagedConnection, data: RawData): void
-}
 
 const PONG = Buffer.from('{"type":"pong"')
 const PING = Buffer.from('{"type":"ping"')
@@ -70,8 +58,8 @@ function onMessage (this: ManagedSocket, data: RawData, isBinary: boolean): void
   }
   conn.stats.messagesIn++
   conn.stats.bytesIn += size
-  if (route.router !== undefined) events.routeMessage(conn, data, isBinary)
-  else conn.dispatch(data, isBinary)
+  if (route.routed) events.routeMessage(conn, data, isBinary)
+  else conn[kDispatch](data, isBinary)
 }
 
 function onPong (this: ManagedSocket): void {

@@ -1,4 +1,5 @@
 import type { ConnectionStats, DisconnectReason, ManagedConnection } from './connection.ts'
+import { kConnectedAt } from './symbols.ts'
 
 /** Why an upgrade was refused. */
 export type RejectReason = 'connection_limit' | 'user_limit' | 'ip_limit' | 'origin' | 'unauthorized' | 'forbidden' | 'server_shutdown'
@@ -47,7 +48,7 @@ export function connectionStats (conn: ManagedConnection, now: number): Connecti
     userId: conn.userId,
     route: conn.route.url,
     connectedAt: conn.connectedAt,
-    durationMs: now - conn.connectedAtMs,
+    durationMs: now - conn[kConnectedAt],
     rttMs: conn.rtt,
     bufferedBytes: conn.socket.bufferedAmount,
     rooms: [...conn.rooms],

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { WebSocket } from 'ws'
 import type { WsManager } from './manager.ts'
 import { tokenFailure, type PendingResume } from './resumption.ts'
-import type { RouteSettings } from './route-options.ts'
+import type { RouteSettings } from './route-settings.ts'
 import { normalizeIdentity } from './identity.ts'
 import { checkCapacity } from './limits.ts'
 import { WebSocketStabilizerError } from './errors.ts'
@@ -21,7 +21,7 @@ import { connectionOf, isOwnErrorListener } from './socket-listeners.ts'
  * already registered and no message can arrive before the plugin listens.
  *
  * Once registered, nothing of the upgrade stays with an idle connection but what its route
- * needs (`conn.request` for routers and credential refresh): the HTTP response that
+ * needs (the request, for routers and credential refresh): the HTTP response that
  * @fastify/websocket assigned to the socket is detached from it, and the socket `error`
  * listener it adds (a closure over the request and the reply) is removed, as Socket.IO's
  * memory guide drops `rawSocket.request`. A few KB per connection.

@@ -2,6 +2,7 @@ import { test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { DisconnectInfo, WsStabilizerOptions } from '../plugin.ts'
 import { buildApp, connect, until, type TestClient } from './helpers.ts'
+import { kSlowSince } from '../lib/symbols.ts'
 
 /*
  * Slow consumers: a client that stops reading (its socket paused) fills the server's send
@@ -52,7 +53,7 @@ test('a send that would take the buffer past maxBytes closes the slow consumer a
 /** Broadcasts chunks until the paused client's connection counts as slow. */
 async function fillUntilSlow (server: FastifyInstance): Promise<void> {
   const conn = [...server.wsManager.connections()][0]
-  for (let i = 0; i < 48 && conn.slowSince === 0; i++) {
+  for (let i = 0; i < 48 && conn[kSlowSince] === 0; i++) {
     await server.wsManager.broadcast(CHUNK, { room: 'slow' })
     await new Promise(resolve => setImmediate(resolve))
   }
@@ -116,15 +117,15 @@ test('below the high-water mark nothing happens; a consumer that catches up with
   pause(client)
   const conn = [...server.wsManager.connections()][0]
   await server.wsManager.broadcast(Buffer.alloc(1024))
-  for (let i = 0; i < 24 && conn.slowSince === 0; i++) {
+  for (let i = 0; i < 24 && conn[kSlowSince] === 0; i++) {
     await server.wsManager.broadcast(CHUNK)
     await new Promise(resolve => setImmediate(resolve))
   }
-  t.ok(conn.slowSince > 0, 'now above the high-water mark')
+  t.ok(conn[kSlowSince] > 0, 'now above the high-water mark')
   ;(client.ws as unknown as { _socket: { resume (): void } })._socket.resume()
   await until(() => conn.socket.bufferedAmount === 0, 3000)
   await new Promise(resolve => setTimeout(resolve, 500)) // past the grace: the sweep judges, and finds it caught up
-  t.equal(conn.slowSince, 0, 'the sweep forgave it')
+  t.equal(conn[kSlowSince], 0, 'the sweep forgave it')
   t.same(ended, [])
   client.ws.terminate()
 })
@@ -142,7 +143,7 @@ test('a send while something is buffered, but under the high-water mark, goes ou
   const buffered = conn.socket.bufferedAmount
   t.ok(buffered > 0 && buffered <= 16 * 1024 * 1024, `${buffered} bytes buffered, under the mark`)
   t.equal((await server.wsManager.broadcast(CHUNK)).succeeded, 1)
-  t.equal(conn.slowSince, 0, 'not slow')
+  t.equal(conn[kSlowSince], 0, 'not slow')
   t.same(ended, [])
   client.ws.terminate()
 })

@@ -69,7 +69,7 @@ test('a route with a message router keeps the request: its handlers get it', asy
   })
   const client = await TestClient.open(urlOf(app, '/ws'))
   t.equal(await client.next(), 'hi')
-  t.notOk(await collected(seen[0].request), 'conn.request holds it')
+  t.notOk(await collected(seen[0].request), 'the connection holds it')
   client.ws.close()
 })
 

@@ -6,7 +6,7 @@ import wsStabilizer, { MemoryAdapter, resolveOptions } from '../plugin.ts'
 import { Registry } from '../lib/registry.ts'
 import { checkConnectionLimits } from '../lib/limits.ts'
 import { awaitClosed } from '../lib/shutdown.ts'
-import { defaultRouteSettings } from '../lib/route-options.ts'
+import { defaultRouteSettings } from '../lib/route-settings.ts'
 import { buildApp, buildInjectedApp, connect, inject, until, urlOf, type TestClient } from './helpers.ts'
 
 function byUser (id?: string): { websocket: true, config: { ws: { identify: (r: { query: unknown }) => { clientId?: string, userId?: string } } } } {

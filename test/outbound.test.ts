@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { encode } from '../lib/outbound.ts'
+import { encode } from '../lib/encode.ts'
 import { InvalidMessageError } from '../plugin.ts'
 
 /* What can be sent (lib/outbound.ts): text, binary or JSON, encoded once whatever the number of recipients. */

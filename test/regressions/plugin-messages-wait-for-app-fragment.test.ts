@@ -2,6 +2,7 @@ import { test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { WebSocket } from 'ws'
 import { buildApp, connect, until, type TestClient } from '../helpers.ts'
+import { kHeld } from '../../lib/symbols.ts'
 
 /*
  * The app may write a fragmented message on the raw socket (`send(…, { fin: false })`).
@@ -37,11 +38,11 @@ for (const compression of ['none', 'deflate'] as const) {
     t.equal(server.wsManager.send(conn.id, { n: 2 }), true)
     server.wsManager.broadcast('x'.repeat(2048)).catch(() => {})
     client.send({ type: 'ping' })
-    await until(() => conn.held?.messages.length === 4, 2000, 'the pong held too')
+    await until(() => conn[kHeld]?.messages.length === 4, 2000, 'the pong held too')
     t.equal(conn.stats.messagesOut, 0, 'nothing written yet: nothing counted as sent')
     t.ok(await client.silentFor(30), 'the client has no whole message yet')
     sockets[0].send('-mid-', { fin: false })
-    t.equal(conn.held?.messages.length, 4, 'a middle fragment: still held')
+    t.equal(conn[kHeld]?.messages.length, 4, 'a middle fragment: still held')
     sockets[0].send('part2', { fin: true })
     const got = await texts(client, 5)
     t.same(got.slice(0, 4), ['part1-mid-part2', 'plugin broadcast', '{"n":2}', 'x'.repeat(2048)])
@@ -65,7 +66,7 @@ test('a fragmented message the app never ends: the messages held behind it are n
   await server.wsManager.broadcast('one')
   await server.wsManager.broadcast('two')
   client.send({ type: 'ping' })
-  await until(() => conn.held?.messages.length === 3, 2000, 'the pong held too')
+  await until(() => conn[kHeld]?.messages.length === 3, 2000, 'the pong held too')
   server.wsManager.disconnect(conn.id, 4000, 'bye')
   t.match(await client.closed, { code: 4000 })
   t.equal(client.drain().length, 0, 'the client never saw them')

@@ -59,4 +59,25 @@ test('the published declarations compile in a strict consumer that imports only 
   const consumer = await run(['-p', join(dir, 'ts')], dir)
   t.equal(consumer.code, 0, 'the consumer programs compile')
   t.equal(consumer.output.trim(), '', 'without an error')
+
+  // every declaration file, reachable from an entry point or not, stands on its own (stripInternal removes nothing another one names)
+  const all = await run(['--noEmit', '--strict', '--skipLibCheck', 'false', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022', '--types', 'node', '--allowImportingTsExtensions', ...await declarations(join(pkg, 'dist'))], dir)
+  t.equal(all.output.trim(), '', 'every published .d.ts compiles')
+
+  // the connection's own state is on symbols and stripped: users see its API, not its bookkeeping
+  const connection = await readFile(join(pkg, 'dist', 'lib', 'connection.d.ts'), 'utf8')
+  const shape = connection.slice(connection.indexOf('export declare class ManagedConnection'))
+  const members = [...shape.matchAll(/^ {4}(?:readonly |get |set )?([[\w#]+)/gm)].map(m => m[1])
+  t.ok(members.includes('send') && members.includes('rooms'), 'the members are read')
+  for (const name of ['[k', 'slowSince', 'pingSentAt', 'buckets', 'inbound', 'held', 'socketError', 'connectedAtMs', 'dispatch', 'markClosing', 'markClosed', 'constructor', 'session', 'request']) {
+    t.notOk(members.some(m => m.startsWith(name)), `ManagedConnection's published type has no ${name}`)
+  }
 })
+
+async function declarations (dir: string): Promise<string[]> {
+  const found: string[] = []
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && entry.name.endsWith('.d.ts')) found.push(join(entry.parentPath, entry.name))
+  }
+  return found
+}
