@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Principal } from './auth.ts'
 import type { RawData, WebSocket } from 'ws'
-import type { Encoded, OutboundMessage } from './encode.ts'
+import type { Encoded, OutboundMessage } from './outbound/encode.ts'
 import type { RouteSettings } from './route-settings.ts'
 import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError } from './symbols.ts'
 import { NO_METADATA } from './identity.ts'
@@ -34,7 +34,7 @@ export type CloseListener = (info: DisconnectInfo) => unknown
 
 /**
  * What a connection asks of its manager, and what its socket's listeners report
- * (socket-listeners.ts). One object per manager, shared by all connections.
+ * (inbound/listeners.ts). One object per manager, shared by all connections.
  * @internal
  */
 export interface ConnectionHost {
@@ -61,7 +61,7 @@ export interface ConnectionHost {
  */
 
 /**
- * A connection's inbound rate limiting (rate-limit.ts): tokens left (messages, bytes), when
+ * A connection's inbound rate limiting (inbound/rate-limit.ts): tokens left (messages, bytes), when
  * last refilled, violations in the window.
  */
 export interface InboundState {
@@ -76,7 +76,7 @@ export interface InboundState {
 export interface Bucket { tokens: number, refilledAt: number }
 
 /**
- * Plugin messages waiting, in order, for the app's fragmented message to end (outbound.ts):
+ * Plugin messages waiting, in order, for the app's fragmented message to end (outbound/write.ts):
  * while the app has one open on the raw socket (`socket.send(…, { fin: false })`), ws would
  * send any data frame as a continuation of it. Made only while a fragment is open.
  */

@@ -1,10 +1,10 @@
 import type { ManagedConnection } from './connection.ts'
 import type { Registry } from './registry.ts'
 import type { Rooms } from './rooms.ts'
-import type { Target } from './replay-log.ts'
-import { write } from './outbound.ts'
-import type { Encoded } from './encode.ts'
-import { envelope } from './protocol.ts'
+import type { Target } from './resume/replay-log.ts'
+import { write } from './outbound/write.ts'
+import type { Encoded } from './outbound/encode.ts'
+import { envelope } from './resume/protocol.ts'
 import type { ClusterMessage } from './adapters/adapter.ts'
 
 /*

@@ -1,5 +1,5 @@
 import type { ManagedConnection } from './connection.ts'
-import { slow, waitingOf, write } from './outbound.ts'
+import { slow, waitingOf, write } from './outbound/write.ts'
 import { kPingSentAt, kSlowSince } from './symbols.ts'
 
 /**

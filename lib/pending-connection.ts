@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { ResolvedIdentity } from './identity.ts'
 import type { RouteSettings } from './route-settings.ts'
-import type { PendingResume } from './resumption.ts'
+import type { PendingResume } from './resume/resumption.ts'
 import type { AuthFailure, Principal } from './auth.ts'
 
 /** @internal What is known of a connection before it is registered: the upgrade's preHandler fills it, as does `register()`. */

@@ -4,7 +4,7 @@ import { HeartbeatModeSchema, BackpressureOptionsSchema, RateLimitOptionsSchema,
 import type { IdentifyFn } from './identity.ts'
 import { resolveAuth, type RouteAuthOptions } from './auth.ts'
 import { resolveRateLimit, type RouteSettings } from './route-settings.ts'
-import { compileRouter, type MessageDefinitions, type MessageRouter } from './message-router.ts'
+import { compileRouter, type MessageDefinitions, type MessageRouter } from './inbound/router.ts'
 
 /*
  * A route's `config.ws`: merged over the plugin's options once, when the route is

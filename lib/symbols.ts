@@ -4,7 +4,7 @@
  * in the published types (`stripInternal`).
  */
 
-/** @internal A managed socket's ManagedConnection (socket-listeners.ts). */
+/** @internal A managed socket's ManagedConnection (inbound/listeners.ts). */
 export const kConnection = Symbol('fastify-websocket-stabilizer.connection')
 /** @internal A request's pending connection, from the upgrade's preHandler to the handler (upgrade.ts). */
 export const kPending = Symbol('fastify-websocket-stabilizer.pending')
@@ -18,13 +18,13 @@ export const kConnectedAt = Symbol('fastify-websocket-stabilizer.connected-at')
 export const kRequest = Symbol('fastify-websocket-stabilizer.request')
 /** @internal Per-type rate-limit buckets of the message router. */
 export const kBuckets = Symbol('fastify-websocket-stabilizer.buckets')
-/** @internal Inbound rate limiting and violations (rate-limit.ts). */
+/** @internal Inbound rate limiting and violations (inbound/rate-limit.ts). */
 export const kInbound = Symbol('fastify-websocket-stabilizer.inbound')
 /** @internal When the outstanding heartbeat ping was sent (heartbeat.ts). */
 export const kPingSentAt = Symbol('fastify-websocket-stabilizer.ping-sent-at')
-/** @internal Since when a send buffer has been above the high-water mark (outbound.ts). */
+/** @internal Since when a send buffer has been above the high-water mark (outbound/write.ts). */
 export const kSlowSince = Symbol('fastify-websocket-stabilizer.slow-since')
-/** @internal Plugin messages held behind the app's open fragment (outbound.ts). */
+/** @internal Plugin messages held behind the app's open fragment (outbound/write.ts). */
 export const kHeld = Symbol('fastify-websocket-stabilizer.held')
 /** @internal The first error a socket emitted. */
 export const kSocketError = Symbol('fastify-websocket-stabilizer.socket-error')

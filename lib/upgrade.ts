@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod,
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { WebSocket } from 'ws'
 import type { WsManager } from './manager.ts'
-import { tokenFailure, type PendingResume } from './resumption.ts'
+import { tokenFailure, type PendingResume } from './resume/resumption.ts'
 import type { RouteSettings } from './route-settings.ts'
 import { normalizeIdentity } from './identity.ts'
 import { checkCapacity } from './limits.ts'
@@ -11,7 +11,7 @@ import { authenticateRequest, isFailure, type AuthFailure, type Principal } from
 import type { PendingConnection } from './pending-connection.ts'
 import type { RejectReason } from './stats.ts'
 import { kPending } from './symbols.ts'
-import { connectionOf, isOwnErrorListener } from './socket-listeners.ts'
+import { connectionOf, isOwnErrorListener } from './inbound/listeners.ts'
 
 /*
  * A managed connection is prepared in two steps. Before the upgrade (a preHandler on

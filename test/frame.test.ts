@@ -2,10 +2,10 @@ import { test } from 'tap'
 import WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, connect, until, urlOf, type TestClient } from './helpers.ts'
-import { canWriteFrame, frame } from '../lib/frame.ts'
+import { canWriteFrame, frame } from '../lib/outbound/frame.ts'
 
 /*
- * Pre-framed writes (lib/frame.ts): a broadcast is framed once and written straight to each
+ * Pre-framed writes (lib/outbound/frame.ts): a broadcast is framed once and written straight to each
  * socket, several writes of one tick go out together, and whenever ws would not write
  * exactly those bytes (compression, a busy sender, a client socket) `send()` is used.
  */

@@ -1,8 +1,8 @@
 import { test } from 'tap'
-import { encode } from '../lib/encode.ts'
+import { encode } from '../lib/outbound/encode.ts'
 import { InvalidMessageError } from '../plugin.ts'
 
-/* What can be sent (lib/outbound.ts): text, binary or JSON, encoded once whatever the number of recipients. */
+/* What can be sent (lib/outbound/encode.ts): text, binary or JSON, encoded once whatever the number of recipients. */
 
 test('encode: text, binary and JSON, once', async (t) => {
   t.same(encode('hé'), { data: Buffer.from('hé'), binary: false })

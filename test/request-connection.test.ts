@@ -1,7 +1,7 @@
 import { test } from 'tap'
 import Fastify from 'fastify'
 import wsStabilizer, { NotManagedError, WebSocketStabilizerError, wsConnectionOf, type ManagedConnection } from '../plugin.ts'
-import { wsTesting } from '../lib/testing.ts'
+import { wsTesting } from '../lib/testing/index.ts'
 
 /* wsConnectionOf(request): the managed connection without a null check, or a clear error where there is none. */
 

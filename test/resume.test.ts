@@ -214,7 +214,7 @@ test('without an offset a resume replays everything the log holds for the client
 })
 
 test('ReplayLog: bounded by count and bytes, compacts, tells a gap from an empty answer', async (t) => {
-  const { ReplayLog } = await import('../lib/replay-log.ts')
+  const { ReplayLog } = await import('../lib/resume/replay-log.ts')
   const log = new ReplayLog(2000, 1_000_000)
   for (let i = 0; i < 5000; i++) { const offset = log.next(); log.append({ offset, id: String(offset), at: offset, target: {}, frame: Buffer.from('x') }) }
   t.equal(log.size, 2000)
@@ -231,7 +231,7 @@ test('ReplayLog: bounded by count and bytes, compacts, tells a gap from an empty
 })
 
 test('SessionStore: expired sessions are swept and never taken', async (t) => {
-  const { SessionStore } = await import('../lib/sessions.ts')
+  const { SessionStore } = await import('../lib/resume/sessions.ts')
   const store = new SessionStore(10)
   t.teardown(() => store.close())
   const now = Date.now()

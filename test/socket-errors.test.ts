@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { errorLevel, isTooLarge, sentCloseCode } from '../lib/socket-errors.ts'
+import { errorLevel, isTooLarge, sentCloseCode } from '../lib/inbound/socket-errors.ts'
 import { buildInjectedApp, inject, until } from './helpers.ts'
 
 /* What a socket error does: how loud it is in the logs, the close code the peer gets, the disconnect reason. */

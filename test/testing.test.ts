@@ -9,7 +9,7 @@ import wsStabilizer, { type DisconnectInfo, type WsStabilizerOptions } from '../
 import {
   wsTesting, WsTesting, WsTestClient, TestingTimeoutError, TestingClosedError, TestingNotOpenError, TestingCloseCodeError,
   TestingUpgradeRefusedError, TestingNotJsonError, TestingNotListeningError
-} from '../lib/testing.ts'
+} from '../lib/testing/index.ts'
 import { until, urlOf } from './helpers.ts'
 
 /*

@@ -2,7 +2,7 @@ import { test } from 'tap'
 import Fastify from 'fastify'
 import { Writable } from 'node:stream'
 import wsStabilizer, { InvalidTokenError, MemoryNonceStore, TokenExpiredError, WebSocketStabilizerError } from '../plugin.ts'
-import { ReconnectTokens } from '../lib/tokens.ts'
+import { ReconnectTokens } from '../lib/resume/tokens.ts'
 import { buildApp, connect } from './helpers.ts'
 
 const SECRET = 'a-secret-of-32-characters-......'

@@ -6,7 +6,7 @@ import type { Test } from 'tap'
 import {
   wsTesting, WsTesting, WsTestClient, TestingTimeoutError,
   type CloseInfo, type Envelope, type Frame, type MessageOfType, type MessageType, type TeardownTarget, type WelcomeFrame
-} from '../lib/testing.ts'
+} from '../lib/testing/index.ts'
 
 type In = { type: 'price', symbol: string, price: number } | { type: 'news', text: string }
 interface Order { symbol: string, qty: number }

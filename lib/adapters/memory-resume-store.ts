@@ -1,6 +1,6 @@
-import { ReplayLog, type LogEntry } from '../replay-log.ts'
-import { SessionStore, type Session } from '../sessions.ts'
-import { MemoryNonceStore } from '../tokens.ts'
+import { ReplayLog, type LogEntry } from '../resume/replay-log.ts'
+import { SessionStore, type Session } from '../resume/sessions.ts'
+import { MemoryNonceStore } from '../resume/tokens.ts'
 import type { ResumeStore, ResumeStoreOptions } from './resume-store.ts'
 
 /*

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { PresenceEntry, PresenceHost, PresenceManager } from './adapter.ts'
-import type { Session } from '../sessions.ts'
+import type { Session } from '../resume/sessions.ts'
 
 /*
  * Which connections live on which instance, in Redis:

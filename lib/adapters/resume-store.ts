@@ -1,6 +1,6 @@
-import type { LogEntry } from '../replay-log.ts'
-import type { Session } from '../sessions.ts'
-import type { NonceStore } from '../tokens.ts'
+import type { LogEntry } from '../resume/replay-log.ts'
+import type { Session } from '../resume/sessions.ts'
+import type { NonceStore } from '../resume/tokens.ts'
 
 /*
  * Where the state that lets a client come back lives: used token nonces, the sessions

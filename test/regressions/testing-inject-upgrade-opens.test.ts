@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyWebsocket from '@fastify/websocket'
 import { createServer } from 'node:http'
 import wsStabilizer from '../../plugin.ts'
-import { wsTesting } from '../../lib/testing.ts'
+import { wsTesting } from '../../lib/testing/index.ts'
 
 /*
  * Defect: wsTesting(app).connect() through injectWS was refused with HTTP 400 on a fresh

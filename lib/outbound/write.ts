@@ -1,7 +1,7 @@
-import type { ManagedConnection } from './connection.ts'
+import type { ManagedConnection } from '../connection.ts'
 import type { Encoded } from './encode.ts'
-import { CloseCode } from './close-codes.ts'
-import { kHeld, kHost, kSlowSince } from './symbols.ts'
+import { CloseCode } from '../close-codes.ts'
+import { kHeld, kHost, kSlowSince } from '../symbols.ts'
 import { canWriteFrame, compressingBytes, fragmentOpen, sendOptions, waitingBytes, whenFragmentEnds, writeFrame } from './frame.ts'
 
 /**

@@ -1,6 +1,6 @@
-import type { Bucket, InboundState, ManagedConnection } from './connection.ts'
-import type { ResolvedRateLimit } from './route-settings.ts'
-import { kInbound } from './symbols.ts'
+import type { Bucket, InboundState, ManagedConnection } from '../connection.ts'
+import type { ResolvedRateLimit } from '../route-settings.ts'
+import { kInbound } from '../symbols.ts'
 
 /*
  * Inbound rate limits: a token bucket per connection for messages and one for bytes,

@@ -3,7 +3,7 @@
  * Routes without it get plain messages.
  */
 
-import type { Encoded } from './encode.ts'
+import type { Encoded } from '../outbound/encode.ts'
 
 /** Why a resume gave a fresh session instead (the welcome's `resumeFailed`). */
 export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap' | 'unavailable'

@@ -1,6 +1,6 @@
 import type { RawData, WebSocket } from 'ws'
-import type { ManagedConnection } from './connection.ts'
-import { kConnection, kDispatch, kHost } from './symbols.ts'
+import type { ManagedConnection } from '../connection.ts'
+import { kConnection, kDispatch, kHost } from '../symbols.ts'
 import { takeTokens } from './rate-limit.ts'
 
 /*

@@ -1,4 +1,4 @@
-import { InvalidMessageError } from './errors.ts'
+import { InvalidMessageError } from '../errors.ts'
 import type { Frameable } from './frame.ts'
 
 /** What can be sent: text, binary, or any JSON-serializable value (sent as JSON text). */

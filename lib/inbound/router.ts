@@ -2,9 +2,9 @@ import type { Static, TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { RawData } from 'ws'
 import type { FastifyRequest } from 'fastify'
-import type { Bucket, ManagedConnection } from './connection.ts'
-import type { InboundRejection } from './stats.ts'
-import { InvalidRouteOptionsError } from './errors.ts'
+import type { Bucket, ManagedConnection } from '../connection.ts'
+import type { InboundRejection } from '../stats.ts'
+import { InvalidRouteOptionsError } from '../errors.ts'
 import { takeBucket } from './rate-limit.ts'
 
 /*

@@ -33,6 +33,11 @@ interface WsInternals {
   _extensions?: Record<string, { _threshold?: number } | undefined>
 }
 
+/** The one way this file looks at a ws WebSocket's private fields. */
+function internals (socket: WebSocket): WsInternals {
+  return socket as WebSocket & WsInternals
+}
+
 /** What the fast path and the fragment watch read of ws's Sender. */
 interface Sender {
   _state: number
@@ -78,7 +83,7 @@ export function frame (message: Frameable): Buffer | Buffer[] {
 
 /** True when `writeFrame` can write to this socket now. */
 export function canWriteFrame (socket: WebSocket): boolean {
-  const s = socket as WebSocket & WsInternals
+  const s = internals(socket)
   const sender = s._sender
   const raw = s._socket
   return frameOf !== undefined && s._isServer === true && raw != null && !raw.destroyed && sender !== undefined &&
@@ -91,14 +96,17 @@ const kCorkedIn = Symbol('wsStabilizer.corkedIn')
 /** The tick of a socket's last write and of its cork, kept on the ws object (the plugin's symbols already live there). */
 type Tracked = WebSocket & WsInternals & { [kWrittenIn]?: number, [kCorkedIn]?: number }
 
-/** Changes at the end of every tick in which something was written. */
-let tick = 1
-let flushScheduled = false
-const corked: Socket[] = []
+/**
+ * This module's only state, one for the process (shared by every manager): the write tick,
+ * which changes at the end of every tick in which something was written, whether its end is
+ * scheduled, and the sockets corked in it.
+ */
+const ticks = { current: 1, endScheduled: false, corked: [] as Socket[] }
 
 function endOfTick (): void {
-  flushScheduled = false
-  tick++
+  ticks.endScheduled = false
+  ticks.current++
+  const corked = ticks.corked
   for (let i = 0; i < corked.length; i++) corked[i].uncork()
   corked.length = 0
 }
@@ -111,8 +119,9 @@ function endOfTick (): void {
 export function writeFrame (socket: WebSocket, message: Frameable, limit: number): void {
   const tracked = socket as Tracked
   const raw = tracked._socket!
-  if (!flushScheduled) {
-    flushScheduled = true
+  const tick = ticks.current
+  if (!ticks.endScheduled) {
+    ticks.endScheduled = true
     process.nextTick(endOfTick)
   }
   if (tracked[kWrittenIn] !== tick) {
@@ -120,7 +129,7 @@ export function writeFrame (socket: WebSocket, message: Frameable, limit: number
   } else if (tracked[kCorkedIn] !== tick) {
     tracked[kCorkedIn] = tick
     raw.cork()
-    corked.push(raw)
+    ticks.corked.push(raw)
   }
   const bytes = frame(message)
   if (Buffer.isBuffer(bytes)) {
@@ -142,7 +151,7 @@ export function writeFrame (socket: WebSocket, message: Frameable, limit: number
  */
 export function waitingBytes (socket: WebSocket): number {
   // set once the socket opened, never unset; only open sockets are judged
-  return (socket as WebSocket & WsInternals)._socket!.writableLength
+  return internals(socket)._socket!.writableLength
 }
 
 /**
@@ -151,12 +160,12 @@ export function waitingBytes (socket: WebSocket): number {
  * It grows with the server's compression work, not with how fast the client reads.
  */
 export function compressingBytes (socket: WebSocket): number {
-  return (socket as WebSocket & WsInternals)._sender!._bufferedBytes
+  return internals(socket)._sender!._bufferedBytes
 }
 
 /** True while the app has a fragmented message open on the socket (`send(…, { fin: false })`). */
 export function fragmentOpen (socket: WebSocket): boolean {
-  return (socket as WebSocket & WsInternals)._sender?._firstFragment === false
+  return internals(socket)._sender?._firstFragment === false
 }
 
 /**
@@ -165,7 +174,7 @@ export function fragmentOpen (socket: WebSocket): boolean {
  * sender until then, and only while a fragment is open. `stop()` unwraps it without a call.
  */
 export function whenFragmentEnds (socket: WebSocket, ended: () => void): () => void {
-  const sender = (socket as WebSocket & WsInternals)._sender!
+  const sender = internals(socket)._sender!
   const send = sender.send
   const stop = (): void => { sender.send = send }
   sender.send = function (this: Sender, ...args: unknown[]): void {
@@ -188,7 +197,7 @@ const BINARY_PLAIN = Object.freeze({ binary: true, compress: false })
  * only without context takeover, and compresses every message otherwise).
  */
 export function sendOptions (socket: WebSocket, message: Frameable): object {
-  const deflate = (socket as WebSocket & WsInternals)._extensions?.[DEFLATE]
+  const deflate = internals(socket)._extensions?.[DEFLATE]
   const plain = deflate !== undefined && message.data.length < (deflate._threshold as number)
   return message.binary ? (plain ? BINARY_PLAIN : BINARY) : (plain ? TEXT_PLAIN : TEXT)
 }

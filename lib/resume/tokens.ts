@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
-import { InvalidTokenError, TokenExpiredError } from './errors.ts'
+import { InvalidTokenError, TokenExpiredError } from '../errors.ts'
 
 /*
  * Reconnect tokens: `base64url(payload) . base64url(HMAC-SHA256(secret, payload))`.
