@@ -3,7 +3,7 @@ import type { Principal } from './auth.ts'
 import type { RawData, WebSocket } from 'ws'
 import type { Encoded, OutboundMessage } from './outbound/encode.ts'
 import type { RouteSettings } from './route-settings.ts'
-import type { RequestMap } from './client/requests.ts'
+import type { AnswerIn, DataIn } from './client/requests.ts'
 import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError } from './symbols.ts'
 import { NO_METADATA } from './identity.ts'
 
@@ -69,8 +69,8 @@ export interface RequestOptions {
  * `conn.typed<M>()`: the same connection, its `request` typed by the map `M` of what the
  * client handles (`{ confirm: { data: …, answer: … } }`, the map the client's `handle` takes too).
  */
-export interface TypedRequests<M extends RequestMap> {
-  request<K extends keyof M & string> (type: K, data: M[K]['data'], options?: RequestOptions): Promise<M[K]['answer']>
+export interface TypedRequests<M extends object> {
+  request<K extends keyof M & string> (type: K, data: DataIn<M, K>, options?: RequestOptions): Promise<AnswerIn<M, K>>
 }
 
 /*
@@ -239,7 +239,7 @@ export class ManagedConnection {
   }
 
   /** This connection, with `request` typed by `M` (see TypedRequests). */
-  typed<M extends RequestMap> (): TypedRequests<M> {
+  typed<M extends object> (): TypedRequests<M> {
     return this as TypedRequests<M>
   }
 

@@ -46,11 +46,6 @@ export class ServerRequests {
     this.#host = host
   }
 
-  /** Requests waiting for an answer. */
-  get size (): number {
-    return this.#byId.size
-  }
-
   request (conn: ManagedConnection, name: string, data: unknown, options: RequestOptions | undefined): Promise<unknown> {
     if (typeof name !== 'string' || name === '') throw new WebSocketStabilizerError(`Expected a request type to be a non-empty string, got \`${String(name)}\``)
     const timeout = options?.timeout ?? this.#timeout

@@ -7,7 +7,7 @@ import { CLIENT_PING, fromBase64, isPing, isPong, parseMessage, parseWelcome, po
 import { heartbeatStep } from './heartbeat.ts'
 import { MessageStream } from './message-stream.ts'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.ts'
-import { ClientRequests, type ClientApi, type ClientRequestOptions, type HandlesOfApi, type RequestHandler, type RequestsOfApi } from './requests.ts'
+import { ClientRequests, type AnswerIn, type ClientApi, type ClientRequestOptions, type DataIn, type HandlesOfApi, type RequestHandler, type RequestsOfApi } from './requests.ts'
 import { SendQueue } from './send-queue.ts'
 import { Session } from './session.ts'
 import type { SocketCloseEvent, SocketLike, SocketMessageEvent } from './socket.ts'
@@ -162,8 +162,8 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
    * after `timeout` (default `requestTimeout`), WS_CLIENT_CLOSED when the client closes for
    * good first, or what `send` throws.
    */
-  request<K extends keyof RequestsOfApi<Api> & string> (type: K, data: RequestsOfApi<Api>[K]['data'], options?: ClientRequestOptions): Promise<RequestsOfApi<Api>[K]['answer']> {
-    return this.#requests.request(type, data, options)
+  request<K extends keyof RequestsOfApi<Api> & string> (type: K, data: DataIn<RequestsOfApi<Api>, K>, options?: ClientRequestOptions): Promise<AnswerIn<RequestsOfApi<Api>, K>> {
+    return this.#requests.request(type, data, options) as Promise<AnswerIn<RequestsOfApi<Api>, K>>
   }
 
   /**
@@ -171,7 +171,7 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
    * an error it throws goes back with its `code` (or INTERNAL). Without a handler the
    * server gets UNKNOWN_TYPE. `handle(type, undefined)` removes it.
    */
-  handle<K extends keyof HandlesOfApi<Api> & string> (type: K, handler: RequestHandler<HandlesOfApi<Api>[K]['data'], HandlesOfApi<Api>[K]['answer']> | undefined): this {
+  handle<K extends keyof HandlesOfApi<Api> & string> (type: K, handler: RequestHandler<DataIn<HandlesOfApi<Api>, K>, AnswerIn<HandlesOfApi<Api>, K>> | undefined): this {
     this.#requests.handle(type, handler as RequestHandler | undefined)
     return this
   }

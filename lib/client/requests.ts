@@ -8,21 +8,28 @@ import { ClientError, ClientErrorCodes, type AnswerErrorCode } from './errors.ts
  * data }` with `{ type: "response", id, data | error }`.
  */
 
-/** What one side's requests are: each type's `data` and the `answer` it gets. */
-export type RequestMap = Record<string, { data: unknown, answer: unknown }>
+/** One request type: the `data` it carries and the `answer` it gets. */
+export interface RequestEntry { data: unknown, answer: unknown }
+
+/** What one side's requests are, by type (an interface or a type alias of RequestEntry's). */
+export type RequestMap = Record<string, RequestEntry>
 
 /**
  * The third type parameter of StabilizerClient: `requests`, what the server answers
  * (`RequestsOf<typeof messages>` from the server's `defineMessages`), and `handles`, what
- * the server asks of the client (the map its `conn.typed<M>()` takes too).
+ * the server asks of the client (the map its `conn.typed<M>()` takes too). Either can be left out.
  */
 export interface ClientApi {
-  requests?: RequestMap
-  handles?: RequestMap
+  requests?: object
+  handles?: object
 }
 
-export type RequestsOfApi<Api extends ClientApi> = Api['requests'] extends RequestMap ? Api['requests'] : RequestMap
-export type HandlesOfApi<Api extends ClientApi> = Api['handles'] extends RequestMap ? Api['handles'] : RequestMap
+export type RequestsOfApi<Api> = Api extends { requests: infer R extends object } ? R : RequestMap
+export type HandlesOfApi<Api> = Api extends { handles: infer H extends object } ? H : RequestMap
+/** The `data` of request type K in the map M. */
+export type DataIn<M, K extends keyof M> = M[K] extends { data: infer D } ? D : unknown
+/** The `answer` of request type K in the map M. */
+export type AnswerIn<M, K extends keyof M> = M[K] extends { answer: infer A } ? A : unknown
 
 export interface ClientRequestOptions {
   /** How long to wait for the answer, in ms (default the client's `requestTimeout`, 10 s). */
@@ -57,10 +64,6 @@ export class ClientRequests {
     this.#timeout = timeout
     this.#send = send
     this.#failed = failed
-  }
-
-  get pending (): number {
-    return this.#pending.size
   }
 
   request (type: string, data: unknown, options: ClientRequestOptions | undefined): Promise<unknown> {
