@@ -25,7 +25,6 @@ export const ClientErrorCodes = {
   REQUEST_TIMEOUT: 'WS_CLIENT_REQUEST_TIMEOUT'
 } as const
 
-export type ClientErrorCode = typeof ClientErrorCodes[keyof typeof ClientErrorCodes]
 
 /**
  * The server's codes a `request` rejects with (its error frame's `code`, PROTOCOL.md):
@@ -33,11 +32,13 @@ export type ClientErrorCode = typeof ClientErrorCodes[keyof typeof ClientErrorCo
  */
 export type AnswerErrorCode = 'VALIDATION_FAILED' | 'UNKNOWN_TYPE' | 'RATE_LIMITED' | 'INTERNAL' | 'INVALID_JSON' | 'INVALID_MESSAGE' | 'BINARY_NOT_ALLOWED' | 'UNKNOWN_REQUEST'
 
-export class ClientError extends Error {
-  /** One of ClientErrorCodes, or the server's code when a `request` was answered with an error. */
-  readonly code: ClientErrorCode | AnswerErrorCode
+/** One of ClientErrorCodes, or the server's code when a `request` was answered with an error. */
+export type ClientErrorCode = typeof ClientErrorCodes[keyof typeof ClientErrorCodes] | AnswerErrorCode
 
-  constructor (code: ClientErrorCode | AnswerErrorCode, message: string, options?: { cause?: unknown }) {
+export class ClientError extends Error {
+  readonly code: ClientErrorCode
+
+  constructor (code: ClientErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = 'ClientError'
     this.code = code
