@@ -25,7 +25,6 @@ export const ClientErrorCodes = {
   REQUEST_TIMEOUT: 'WS_CLIENT_REQUEST_TIMEOUT'
 } as const
 
-
 /**
  * The server's codes a `request` rejects with (its error frame's `code`, PROTOCOL.md):
  * what the message router answers, and INTERNAL when the handler failed.
