@@ -67,20 +67,20 @@ export async function runDemo (print: (line: string) => void): Promise<DemoResul
   try {
     await bob.connect()
     await ann.connect()
-    ann.send({ type: 'say', room: 'lobby', text: 'hello bob' })
-    ann.send({ type: 'say', room: 'lobby', text: 'are you there?' })
+    ann.send({ type: 'say', data: { room: 'lobby', text: 'hello bob' } })
+    ann.send({ type: 'say', data: { room: 'lobby', text: 'are you there?' } })
     await bobHas(2)
 
     print('server: dropping bob\'s socket (no close frame, as when the network fails)')
     const gone = new Promise(resolve => app.wsManager.once('disconnect', resolve))
     for (const conn of app.wsManager.getUserConnections('bob')) conn.socket.terminate()
     await gone
-    ann.send({ type: 'say', room: 'lobby', text: 'bob? you missed this' })
-    ann.send({ type: 'say', room: 'lobby', text: 'and this' })
+    ann.send({ type: 'say', data: { room: 'lobby', text: 'bob? you missed this' } })
+    ann.send({ type: 'say', data: { room: 'lobby', text: 'and this' } })
     print('ann:    said two things while bob was away')
 
     await bobHas(4)
-    bob.send({ type: 'say', room: 'lobby', text: 'back, and I got both' })
+    bob.send({ type: 'say', data: { room: 'lobby', text: 'back, and I got both' } })
     await bobHas(5)
   } finally {
     bob.close()

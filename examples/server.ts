@@ -11,9 +11,12 @@
  *
  *   connect    ws://…/ws?user=alice           → {"type":"state","user":"alice","rooms":["lobby"],"users":{"lobby":[…]}}
  *                                                the lobby gets {"type":"joined","room":"lobby","user":"alice"} (a new session only)
- *   send       {"type":"join","room":"dev"}    → the room gets {"type":"joined",…}; you get a new `state`
- *   send       {"type":"leave","room":"dev"}   → the room gets {"type":"left",…}; you get a new `state`
- *   send       {"type":"say","room":"dev","text":"hi"} → the room (or everyone, without room) gets {"type":"said","from":"alice",…}
+ *   send       {"type":"join","id":1,"data":{"room":"dev"}}  → the room gets {"type":"joined",…}; you get a new `state`
+ *                                                and the answer {"type":"join.result","id":1,"data":{"room":"dev","users":[…]}}
+ *                                                (the page uses client.request('join', { room }) for it)
+ *   send       {"type":"leave","data":{"room":"dev"}}        → the room gets {"type":"left",…}; you get a new `state`
+ *   send       {"type":"say","data":{"room":"dev","text":"hi"}} → the room (or everyone, without room) gets {"type":"said","from":"alice",…}
+ *   anything else                             → {"type":"error","code":"UNKNOWN_TYPE"|"VALIDATION_FAILED"|…,"message":…} (not enveloped)
  *   any change of a room's members            → the room gets {"type":"users","room":"dev","users":["alice","bob"]}
  *   a drop                                    → `left` only if the session is not resumed within maxDisconnect
  *   GET /stats                                → the manager's counters
@@ -28,13 +31,15 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import type { Socket } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import wsStabilizer, { optionsFromEnv, tokenSafeRequestSerializer, type ManagedConnection, type WsStabilizerOptions } from '../plugin.ts'
+import { Type } from '@sinclair/typebox'
+import wsStabilizer, { defineMessages, optionsFromEnv, tokenSafeRequestSerializer, type ManagedConnection, type WsStabilizerOptions } from '../plugin.ts'
 import { findDir, moduleFiles, pageFiles, serveFiles } from './static-files.ts'
 
-interface Command { type?: unknown, room?: unknown, text?: unknown }
+const RoomName = Type.String({ pattern: '^[\\w-]{1,32}$', description: 'a room name is 1 to 32 letters, digits, _ or -' })
+const RoomCommand = Type.Object({ room: RoomName })
+const SayCommand = Type.Object({ room: Type.Optional(RoomName), text: Type.String({ maxLength: 10_000 }) })
 
 const here = dirname(fileURLToPath(import.meta.url))
-const ROOM = /^[\w-]{1,32}$/
 const MAX_TEXT = 2000
 const MAX_NAME = 32
 const ANONYMOUS = 'anonymous'
@@ -124,11 +129,50 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
     away.clear()
   })
 
+  // the commands: typed messages, each answered when it comes with an `id` (client.request)
+  const messages = defineMessages({
+    join: {
+      schema: RoomCommand,
+      handler: async ({ room }, { conn }) => {
+        const user = userOf(conn)
+        const first = !present(user, room)
+        if (conn.join(room)) {
+          if (first) announce('joined', room, user)
+          sendUsers(room)
+        }
+        sendState(conn).catch(ignore)
+        return { room, users: await usersIn(room) }
+      }
+    },
+    leave: {
+      schema: RoomCommand,
+      handler: ({ room }, { conn }) => {
+        const user = userOf(conn)
+        const left = conn.leave(room)
+        if (left) {
+          if (!present(user, room)) announce('left', room, user)
+          sendUsers(room)
+        }
+        sendState(conn).catch(ignore)
+        return { room, left }
+      }
+    },
+    say: {
+      schema: SayCommand,
+      handler: ({ room, text }, { conn }) => {
+        if (text.trim() === '') return
+        if (room !== undefined && !conn.rooms.has(room)) fail(conn, `join #${room} first`)
+        else broadcast({ type: 'said', room, from: userOf(conn), text: text.slice(0, MAX_TEXT), at: Date.now() }, room)
+      }
+    }
+  })
+
   app.get('/ws', {
     websocket: true,
     config: {
       ws: {
         rooms: ['lobby'],
+        messages,
         heartbeat: { mode: 'message' }, // browsers cannot see protocol pings
         reconnect: true,
         identify: (request) => {
@@ -156,39 +200,6 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
         sendUsers(room, conn.id)
       }
     }, ignore)
-
-    conn.on('message', (data, isBinary) => {
-      let command: Command
-      try {
-        command = isBinary ? {} : JSON.parse(data.toString()) as Command
-      } catch {
-        fail(conn, 'invalid JSON')
-        return
-      }
-      if (command === null || typeof command !== 'object') command = {}
-      const room = typeof command.room === 'string' && command.room !== '' ? command.room : undefined
-      if ((command.type === 'join' || command.type === 'leave') && (room === undefined || !ROOM.test(room))) {
-        fail(conn, 'a room name is 1 to 32 letters, digits, _ or -')
-      } else if (command.type === 'join') {
-        const first = !present(user, room!)
-        if (conn.join(room!)) {
-          if (first) announce('joined', room!, user)
-          sendUsers(room!)
-        }
-        sendState(conn).catch(ignore)
-      } else if (command.type === 'leave') {
-        if (conn.leave(room!)) {
-          if (!present(user, room!)) announce('left', room!, user)
-          sendUsers(room!)
-        }
-        sendState(conn).catch(ignore)
-      } else if (command.type === 'say' && typeof command.text === 'string' && command.text.trim() !== '') {
-        if (room !== undefined && !conn.rooms.has(room)) fail(conn, `join #${room} first`)
-        else broadcast({ type: 'said', room, from: user, text: command.text.slice(0, MAX_TEXT), at: Date.now() }, room)
-      } else {
-        fail(conn, 'expected {type: "join"|"leave"|"say", room?, text?}')
-      }
-    })
 
     conn.on('close', (info) => {
       for (const room of info.rooms) sendUsers(room)

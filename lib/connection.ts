@@ -3,6 +3,7 @@ import type { Principal } from './auth.ts'
 import type { RawData, WebSocket } from 'ws'
 import type { Encoded, OutboundMessage } from './outbound/encode.ts'
 import type { RouteSettings } from './route-settings.ts'
+import type { AnswerIn, DataIn } from './client/requests.ts'
 import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError } from './symbols.ts'
 import { NO_METADATA } from './identity.ts'
 
@@ -46,6 +47,9 @@ export interface ConnectionHost {
   rateLimited (conn: ManagedConnection, size: number): void
   routeMessage (conn: ManagedConnection, data: RawData, isBinary: boolean): void
   refreshAuth (conn: ManagedConnection, data: RawData): void
+  /** A `{"type":"response"…}` frame: the answer to one of the server's requests (requests.ts). */
+  response (conn: ManagedConnection, data: RawData): void
+  request (conn: ManagedConnection, type: string, data: unknown, options: RequestOptions | undefined): Promise<unknown>
   send (conn: ManagedConnection, message: OutboundMessage, options?: { volatile?: boolean }): boolean
   join (conn: ManagedConnection, room: string): boolean
   leave (conn: ManagedConnection, room: string): boolean
@@ -53,6 +57,20 @@ export interface ConnectionHost {
   listenerFailed (conn: ManagedConnection, err: unknown): void
   /** A volatile message was dropped for a slow consumer. */
   dropped (conn: ManagedConnection): void
+}
+
+/** `conn.request()`'s options. */
+export interface RequestOptions {
+  /** How long to wait for the answer, in ms (default the plugin's `requests.timeout`, 10 s). */
+  timeout?: number
+}
+
+/**
+ * `conn.typed<M>()`: the same connection, its `request` typed by the map `M` of what the
+ * client handles (`{ confirm: { data: …, answer: … } }`, the map the client's `handle` takes too).
+ */
+export interface TypedRequests<M extends object> {
+  request<K extends keyof M & string> (type: K, data: DataIn<M, K>, options?: RequestOptions): Promise<AnswerIn<M, K>>
 }
 
 /*
@@ -207,6 +225,22 @@ export class ManagedConnection {
   /** Sends a string (text), a Buffer / typed array (binary) or any JSON value. False when not open. */
   send (message: OutboundMessage, options?: { volatile?: boolean }): boolean {
     return this[kHost].send(this, message, options)
+  }
+
+  /**
+   * Asks the client: `{ type: "request", id, name: type, data }`; resolves with what its
+   * `handle(type, …)` answered. Rejects with RequestFailedError (`err.clientCode`: the
+   * client's code, `UNKNOWN_TYPE` without a handler), RequestTimeoutError, or
+   * RequestClosedError when the connection ends for good (on resume-protocol routes a drop
+   * is not the end: the resumed connection can still answer).
+   */
+  request (type: string, data?: unknown, options?: RequestOptions): Promise<unknown> {
+    return this[kHost].request(this, type, data, options)
+  }
+
+  /** This connection, with `request` typed by `M` (see TypedRequests). */
+  typed<M extends object> (): TypedRequests<M> {
+    return this as TypedRequests<M>
   }
 
   join (room: string): boolean {

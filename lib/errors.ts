@@ -68,6 +68,18 @@ export const AdapterUnavailableError = createError<'FST_WS_ADAPTER_UNAVAILABLE',
 export const InvalidAdapterOptionsError = createError(
   'FST_WS_INVALID_ADAPTER_OPTIONS', 'Invalid %s options: %s', 500, Base)
 
+/** `conn.request()`: the client did not answer within the timeout. */
+export const RequestTimeoutError = createError(
+  'FST_WS_REQUEST_TIMEOUT', 'The client `%s` did not answer the request `%s` within %d ms', 504, Base)
+
+/** `conn.request()`: the client answered with an error; `err.clientCode` is its code (`UNKNOWN_TYPE` when it has no handler). */
+export const RequestFailedError = createError<'FST_WS_REQUEST_FAILED', 502, [clientId: string, type: string, code: string, message: string]>(
+  'FST_WS_REQUEST_FAILED', 'The client `%s` answered the request `%s` with %s: %s', 502, Base)
+
+/** `conn.request()`: the connection ended for good (not a drop a resume can heal) before the client answered. */
+export const RequestClosedError = createError(
+  'FST_WS_REQUEST_CLOSED', 'The connection `%s` ended before it answered the request `%s`', 503, Base)
+
 // ---- fastify-websocket-stabilizer/testing: each message says what was awaited or expected, on which route, and what came instead
 
 /** Nothing awaited came in time: a message, a close, or the connection's opening. */

@@ -20,6 +20,7 @@ import type { ReconnectClaims } from './resume/tokens.ts'
 import { ClusterView } from './cluster-view.ts'
 import { InboundGuard } from './inbound/guard.ts'
 import { errorFrame } from './resume/protocol.ts'
+import { ServerRequests } from './requests.ts'
 import type { AuthFailure } from './auth.ts'
 import type { PendingConnection } from './pending-connection.ts'
 import { Resumption, type PendingResume } from './resume/resumption.ts'
@@ -95,6 +96,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #resumption: Resumption
   #delivery: Delivery
   #guard: InboundGuard
+  #requests: ServerRequests
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
     super()
@@ -126,7 +128,9 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       failed: (conn, err) => this.#socketFailed(conn, err),
       rateLimited: (conn, size) => this.#guard.rateLimited(conn, size),
       routeMessage: (conn, data, isBinary) => this.#guard.route(conn, data, isBinary),
-      refreshAuth: (conn, data) => this.#guard.refresh(conn, data)
+      refreshAuth: (conn, data) => this.#guard.refresh(conn, data),
+      request: (conn, type, data, options) => this.#requests.request(conn, type, data, options),
+      response: (conn, data) => this.#requests.response(conn, data)
     }
     this.#guard = new InboundGuard({
       end: (conn, code, reason, why) => this.#end(conn, code, reason, why, false),
@@ -134,6 +138,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       stats: this.#stats,
       log: this.#log
     })
+    this.#requests = new ServerRequests(options.requests.timeout, this.#guard)
   }
 
   /** True from the start of a shutdown on: new connections are refused. */
@@ -612,6 +617,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#stats.disconnected(why, conn.stats)
     if (conn.route.reconnect !== undefined && why !== 'replaced') this.#resumption.saveSession(conn, rooms)
     conn[kMarkClosed](info)
+    this.#requests.ended(conn, code, why)
     conn.log.info({ ...extra, code, reason, disconnectReason: why, durationMs: info.durationMs, ...conn.stats }, 'websocket disconnected')
     this.#emit('disconnect', conn, info)
   }

@@ -117,6 +117,11 @@ export const PluginOptionsSchema = Type.Object({
   reconnect: ReconnectOptionsSchema,
   backpressure: BackpressureOptionsSchema,
   rateLimit: RateLimitOptionsSchema,
+  /** The server's requests to clients (`conn.request`). */
+  requests: Type.Object({
+    /** How long `conn.request()` waits for the client's answer by default, in ms. */
+    timeout: ms(10_000)
+  }, { additionalProperties: false, default: {}, expected: 'an object' }),
   /**
    * Origins allowed to open a WebSocket (`scheme://host[:port]`, exact), against cross-site
    * WebSocket hijacking; a request without an Origin (not a browser) is allowed. Others get HTTP 403.

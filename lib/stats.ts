@@ -5,7 +5,7 @@ import { kConnectedAt } from './symbols.ts'
 export type RejectReason = 'connection_limit' | 'user_limit' | 'ip_limit' | 'origin' | 'unauthorized' | 'forbidden' | 'server_shutdown'
 
 /** Why an inbound message was refused (the `code` of the error frame the client gets). */
-export type InboundRejection = 'RATE_LIMITED' | 'INVALID_JSON' | 'INVALID_MESSAGE' | 'UNKNOWN_TYPE' | 'VALIDATION_FAILED' | 'BINARY_NOT_ALLOWED'
+export type InboundRejection = 'RATE_LIMITED' | 'INVALID_JSON' | 'INVALID_MESSAGE' | 'UNKNOWN_TYPE' | 'VALIDATION_FAILED' | 'BINARY_NOT_ALLOWED' | 'UNKNOWN_REQUEST'
 
 /** Upper bounds (ms) of the round-trip histogram buckets. */
 export const RTT_BUCKETS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000] as const

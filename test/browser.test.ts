@@ -101,6 +101,8 @@ test('the chat page in Chromium: two users chat, drop, resume with the missed me
   await alice.fill('#room-name', 'dev')
   await alice.press('#room-name', 'Enter')
   await alice.locator('#rooms li.active', { hasText: '#dev' }).waitFor()
+  // the page joins with client.request: the answer is shown
+  await alice.locator('#note', { hasText: 'joined #dev: 1 here (alice)' }).waitFor()
   await say(alice, 'only in dev')
   await lines(alice, 'dev', 'only in dev').waitFor()
   await alice.click('#rooms li[data-room="lobby"] .open')
@@ -123,8 +125,8 @@ test('the chat page in Chromium: two users chat, drop, resume with the missed me
     if (echoes.length === 2) resolve()
   }))
   await carol.connect()
-  carol.send({ type: 'say', room: 'lobby', text: 'missed 1' })
-  carol.send({ type: 'say', room: 'lobby', text: 'missed 2' })
+  carol.send({ type: 'say', data: { room: 'lobby', text: 'missed 1' } })
+  carol.send({ type: 'say', data: { room: 'lobby', text: 'missed 2' } })
   await both
   release()
 

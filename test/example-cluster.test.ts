@@ -30,7 +30,7 @@ test('the cluster example: two instances, one chat, counts across both, health f
   t.match(await bob.json(), { type: 'welcome', resumed: false })
   t.match(await chat(ann, 'state'), { user: 'ann', rooms: ['lobby'] })
   t.match(await chat(bob, 'state'), { user: 'bob', rooms: ['lobby'] })
-  ann.send({ type: 'say', text: 'hello from one', room: 'lobby' })
+  ann.send({ type: 'say', data: { text: 'hello from one', room: 'lobby' } })
   t.match(await chat(bob, 'said'), { from: 'ann', text: 'hello from one' })
   t.match(await chat(ann, 'said'), { from: 'ann' })
 
@@ -56,13 +56,13 @@ test('the cluster example: a chat session resumes on the other instance, without
   t.match(await chat(bob, 'joined'), { user: 'ann' })
   for (const conn of one.wsManager.getUserConnections('ann')) conn.socket.terminate()
   await ann.closed
-  bob.send({ type: 'say', room: 'lobby', text: 'missed it' })
+  bob.send({ type: 'say', data: { room: 'lobby', text: 'missed it' } })
   t.match(await chat(bob, 'said'), { text: 'missed it' })
 
   const back = await connect(two, `/ws?user=ann&resume=${welcome.token as string}&offset=${welcome.offset as number}`)
   t.match(await back.json(), { type: 'welcome', clientId: welcome.clientId, resumed: true })
   t.match(await chat(back, 'said'), { text: 'missed it' })
-  back.send({ type: 'say', room: 'lobby', text: 'back, on two' })
+  back.send({ type: 'say', data: { room: 'lobby', text: 'back, on two' } })
   const frames = []
   for (;;) {
     const frame = await bob.json()
@@ -83,9 +83,9 @@ test('the cluster example: a room\'s user list is the cluster\'s, the same from 
   t.same((await chat(bob, 'state')).users, { lobby: ['ann', 'bob'] }, 'bob, on two, sees ann, on one')
   t.same((await chat(ann, 'users')).users, ['ann', 'bob'], 'the list two sends for bob has ann in it')
 
-  bob.send({ type: 'join', room: 'dev' })
+  bob.send({ type: 'join', data: { room: 'dev' } })
   t.same((await chat(bob, 'state')).users.dev, ['bob'])
-  ann.send({ type: 'join', room: 'dev' })
+  ann.send({ type: 'join', data: { room: 'dev' } })
   t.same((await chat(ann, 'state')).users, { dev: ['ann', 'bob'], lobby: ['ann', 'bob'] })
   t.match(await chat(bob, 'users'), { room: 'dev', users: ['ann', 'bob'] }, 'the list one sends for ann has bob in it')
 

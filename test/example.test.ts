@@ -24,7 +24,9 @@ class Chatter {
   constructor (url: string) {
     // no jitter: a dropped client is back at once
     this.client = new StabilizerClient<ChatMessage>(url, { WebSocket, protocol: 'stabilizer', random: () => 0 })
-    this.client.on('message', (message) => {
+    this.client.on('message', (data) => {
+      // the router's error frames are protocol frames, not envelopes: they come as text
+      const message = typeof data === 'string' ? JSON.parse(data) as ChatMessage : data
       this.inbox.push(message)
       this.all.push(message)
       for (const wake of this.#waiters.splice(0)) wake()
@@ -61,7 +63,7 @@ class Chatter {
   }
 
   say (room: string | undefined, text: string): void {
-    this.client.send({ type: 'say', room, text })
+    this.client.send({ type: 'say', data: { room, text } })
   }
 }
 
@@ -108,10 +110,11 @@ test('the chat: state, join notices, rooms, user lists, say, leave, errors, stat
   t.match(await alice.take('joined'), { room: 'lobby', user: 'bob' })
   t.same(await alice.take('users'), { type: 'users', room: 'lobby', users: ['alice', 'bob'] })
 
-  alice.client.send({ type: 'join', room: 'dev' })
+  const answer = alice.client.request('join', { room: 'dev' })
   t.match(await alice.take('joined'), { room: 'dev', user: 'alice' })
+  t.same(await answer, { room: 'dev', users: ['alice'] }, 'the join answers the request')
   t.match(await alice.take('state', m => m.rooms.length === 2), { rooms: ['dev', 'lobby'], users: { dev: ['alice'], lobby: ['alice', 'bob'] } })
-  bob.client.send({ type: 'join', room: 'dev' })
+  bob.client.send({ type: 'join', data: { room: 'dev' } })
   t.match(await alice.take('joined'), { room: 'dev', user: 'bob' })
   t.same((await alice.take('users', m => m.room === 'dev' && m.users.length === 2)).users, ['alice', 'bob'])
 
@@ -120,7 +123,7 @@ test('the chat: state, join notices, rooms, user lists, say, leave, errors, stat
   t.match(await bob.take('said'), { room: 'dev', from: 'bob', text: 'hi' })
   t.same((await bob.take('state', m => m.rooms.length === 2)).rooms, ['dev', 'lobby'])
 
-  bob.client.send({ type: 'leave', room: 'dev' })
+  bob.client.send({ type: 'leave', data: { room: 'dev' } })
   t.match(await alice.take('left'), { room: 'dev', user: 'bob' })
   t.same((await bob.take('state', m => m.rooms.length === 1)).rooms, ['lobby'])
   t.same(app.wsManager.getRoomMembers('dev'), [alice.client.clientId])
@@ -130,13 +133,14 @@ test('the chat: state, join notices, rooms, user lists, say, leave, errors, stat
   await alice.take('said', m => m.text === 'only alice now')
 
   bob.client.send('not json')
-  t.match(await bob.take('error'), { error: 'invalid JSON' })
+  t.match(await bob.take('error'), { code: 'INVALID_JSON' })
   bob.client.send({ type: 'dance' })
-  t.match(await bob.take('error'), { error: /expected/ })
-  bob.client.send({ type: 'join', room: '../etc' })
-  t.match(await bob.take('error'), { error: /room name/ })
+  t.match(await bob.take('error'), { code: 'UNKNOWN_TYPE' })
+  await t.rejects(bob.client.request('join', { room: '../etc' }), { code: 'VALIDATION_FAILED', message: /room/ })
   bob.client.send('null')
-  t.match(await bob.take('error'), { error: /expected/ })
+  t.match(await bob.take('error'), { code: 'INVALID_MESSAGE' })
+  bob.say(undefined, '  ')
+  t.same(await bob.client.request('leave', { room: 'nowhere' }), { room: 'nowhere', left: false })
   t.same(bob.said(), ['hi'], 'bob got nothing of dev after leaving it')
 
   const stats = await app.inject('/stats')
@@ -157,8 +161,8 @@ test('the chat on the wire: the welcome first, then envelopes; anonymous users; 
   t.type(joined.offset, 'number', 'a notice is logged for replay')
 
   client.send(Buffer.from([1]))
-  t.match(await client.json(), { data: { type: 'error' } })
-  client.send({ type: 'say', text: 'to everyone' })
+  t.match(await client.json(), { type: 'error', code: 'BINARY_NOT_ALLOWED' })
+  client.send({ type: 'say', data: { text: 'to everyone' } })
   t.match(await client.json(), { type: 'message', offset: joined.offset + 1, data: { type: 'said', from: 'anonymous', text: 'to everyone' } })
 })
 

@@ -86,6 +86,8 @@ test('the message router: typed data, answers by id, error frames with stable co
   client.send({ type: 'slow', id: 'a' })
   t.same(await client.json(), { type: 'slow.result', id: 'a', data: 'later' })
   client.send({ type: 'quiet', id: 2 })
+  t.same(await client.json(), { type: 'quiet.result', id: 2, data: null }, 'a handler that returns nothing answers null to a message with an id')
+  client.send({ type: 'quiet' })
 
   const expect = async (frame: unknown, code: string, id?: unknown): Promise<void> => {
     client.send(frame as object)

@@ -72,7 +72,7 @@ function renderTabs () {
       const leave = el('button', 'leave', '×')
       leave.type = 'button'
       leave.title = `Leave #${name}`
-      leave.addEventListener('click', () => command({ type: 'leave', room: name }))
+      leave.addEventListener('click', () => command({ type: 'leave', data: { room: name } }))
       tab.append(leave)
     }
     list.append(tab)
@@ -134,6 +134,14 @@ function command (message) {
 function receive (message) {
   const replayed = replaying > 0
   if (replayed) replaying--
+  // the server's error frames for commands sent without an id are protocol frames: text
+  if (typeof message === 'string') {
+    try {
+      message = JSON.parse(message)
+    } catch {
+      return
+    }
+  }
   if (message === null || typeof message !== 'object') return
   switch (message.type) {
     case 'state': {
@@ -172,7 +180,7 @@ function receive (message) {
       break
     }
     case 'error':
-      note(`server: ${message.error}`)
+      note(`server: ${message.error ?? `${message.code}: ${message.message}`}`)
       break
   }
 }
@@ -219,7 +227,7 @@ $('#say').addEventListener('submit', (event) => {
   event.preventDefault()
   const input = $('#text')
   if (input.value.trim() === '') return
-  command({ type: 'say', room: view.active, text: input.value })
+  command({ type: 'say', data: { room: view.active, text: input.value } })
   input.value = ''
 })
 
@@ -227,7 +235,14 @@ $('#join').addEventListener('submit', (event) => {
   event.preventDefault()
   const input = $('#room-name')
   view.wanted = input.value
-  command({ type: 'join', room: input.value })
+  const name = input.value
+  // a request: the answer (or the server's error code) comes back to this call
+  client.request('join', { room: name }).then(
+    ({ room, users }) => note(`joined #${room}: ${users.length} here (${users.join(', ')})`),
+    (err) => {
+      if (view.wanted === name) view.wanted = undefined
+      note(`not joined: ${err.code}: ${err.message}`)
+    })
   input.value = ''
 })
 

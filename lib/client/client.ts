@@ -7,6 +7,7 @@ import { CLIENT_PING, fromBase64, isPing, isPong, parseMessage, parseWelcome, po
 import { heartbeatStep } from './heartbeat.ts'
 import { MessageStream } from './message-stream.ts'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.ts'
+import { ClientRequests, type AnswerIn, type ClientApi, type ClientRequestOptions, type DataIn, type HandlesOfApi, type RequestHandler, type RequestsOfApi } from './requests.ts'
 import { SendQueue } from './send-queue.ts'
 import { Session } from './session.ts'
 import type { SocketCloseEvent, SocketLike, SocketMessageEvent } from './socket.ts'
@@ -55,7 +56,11 @@ type Mode = 'unknown' | 'stabilizer' | 'plain'
 
 interface Waiting { resolve: () => void, reject: (err: Error) => void }
 
-export class StabilizerClient<In = unknown, Out = unknown> extends Emitter<ClientEvents<In>> {
+/**
+ * `In`: what messages the server sends; `Out`: what `send` takes; `Api`: the requests both
+ * ways (see ClientApi), typing `request` and `handle`.
+ */
+export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi = ClientApi> extends Emitter<ClientEvents<In>> {
   readonly url: string
   #latency: number | undefined = undefined
   #options: ResolvedOptions
@@ -74,6 +79,7 @@ export class StabilizerClient<In = unknown, Out = unknown> extends Emitter<Clien
   #session = new Session()
   #streams = new Set<MessageStream<In>>()
   #waiting: (Waiting & { promise: Promise<void> }) | undefined = undefined
+  #requests: ClientRequests
 
   constructor (url: string, options: ClientOptions = {}) {
     super()
@@ -83,6 +89,9 @@ export class StabilizerClient<In = unknown, Out = unknown> extends Emitter<Clien
     this.#timer = new Timer(this.#clock)
     this.#queue = new SendQueue(this.#options.maxQueueSize)
     this.#serverHeartbeat = this.#options.heartbeat?.start === 'open'
+    this.#requests = new ClientRequests(this.#clock, this.#options.requestTimeout, frame => this.send(frame), err => {
+      if ((err as ClientError).code !== Codes.CLOSED) this.emit('error', err as Error)
+    })
   }
 
   get state (): ClientState {
@@ -143,6 +152,28 @@ export class StabilizerClient<In = unknown, Out = unknown> extends Emitter<Clien
     const frame = typeof data === 'string' || data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? data : JSON.stringify(data)
     if (this.#state === 'open') this.#socket!.send(frame)
     else this.#queue.push(frame)
+  }
+
+  /**
+   * Asks the server: sends `{ type, id, data }` (now, or queued like `send` while
+   * reconnecting, to go out once after the resume) and resolves with the `data` of the
+   * `<type>.result` answer. Rejects with a ClientError: the server's `code`
+   * (VALIDATION_FAILED, UNKNOWN_TYPE, RATE_LIMITED, INTERNAL…), WS_CLIENT_REQUEST_TIMEOUT
+   * after `timeout` (default `requestTimeout`), WS_CLIENT_CLOSED when the client closes for
+   * good first, or what `send` throws.
+   */
+  request<K extends keyof RequestsOfApi<Api> & string> (type: K, data: DataIn<RequestsOfApi<Api>, K>, options?: ClientRequestOptions): Promise<AnswerIn<RequestsOfApi<Api>, K>> {
+    return this.#requests.request(type, data, options) as Promise<AnswerIn<RequestsOfApi<Api>, K>>
+  }
+
+  /**
+   * Answers the server's `conn.request(type, …)`: the handler's value (awaited) goes back,
+   * an error it throws goes back with its `code` (or INTERNAL). Without a handler the
+   * server gets UNKNOWN_TYPE. `handle(type, undefined)` removes it.
+   */
+  handle<K extends keyof HandlesOfApi<Api> & string> (type: K, handler: RequestHandler<DataIn<HandlesOfApi<Api>, K>, AnswerIn<HandlesOfApi<Api>, K>> | undefined): this {
+    this.#requests.handle(type, handler as RequestHandler | undefined)
+    return this
   }
 
   /**
@@ -236,6 +267,7 @@ export class StabilizerClient<In = unknown, Out = unknown> extends Emitter<Clien
       }
     }
     if (this.#mode === 'unknown') this.#runPlain()
+    if (typeof data === 'string' && this.#requests.take(data)) return
     this.#deliver((typeof data === 'string' ? data : new Uint8Array(data as ArrayBuffer)) as In)
   }
 
@@ -351,6 +383,7 @@ export class StabilizerClient<In = unknown, Out = unknown> extends Emitter<Clien
     this.#state = 'closed'
     this.#socket = undefined
     this.#queue.take()
+    this.#requests.close()
     const streams = [...this.#streams]
     this.#streams.clear()
     for (const stream of streams) stream.end()

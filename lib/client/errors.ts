@@ -1,6 +1,6 @@
 /*
  * The client's errors: one class, a stable `code` per failure. `send` and `close` throw
- * theirs; the others (an attempt that failed, a silent server, giving up) go to the
+ * theirs; `request` rejects with its own or the server's; the others (an attempt that failed, a silent server, giving up) go to the
  * client's `error` listeners.
  */
 
@@ -20,10 +20,19 @@ export const ClientErrorCodes = {
   /** `protocol: 'stabilizer'`, but the server's first frame was no welcome: the connection runs plain. */
   NOT_STABILIZER: 'WS_CLIENT_NOT_STABILIZER',
   /** Reconnecting stopped: a close code that forbids it, `maxAttempts` failed, reconnect off, or a URL the WebSocket refuses. */
-  GAVE_UP: 'WS_CLIENT_GAVE_UP'
+  GAVE_UP: 'WS_CLIENT_GAVE_UP',
+  /** `request` got no answer within its timeout (rejected). */
+  REQUEST_TIMEOUT: 'WS_CLIENT_REQUEST_TIMEOUT'
 } as const
 
-export type ClientErrorCode = typeof ClientErrorCodes[keyof typeof ClientErrorCodes]
+/**
+ * The server's codes a `request` rejects with (its error frame's `code`, PROTOCOL.md):
+ * what the message router answers, and INTERNAL when the handler failed.
+ */
+export type AnswerErrorCode = 'VALIDATION_FAILED' | 'UNKNOWN_TYPE' | 'RATE_LIMITED' | 'INTERNAL' | 'INVALID_JSON' | 'INVALID_MESSAGE' | 'BINARY_NOT_ALLOWED' | 'UNKNOWN_REQUEST'
+
+/** One of ClientErrorCodes, or the server's code when a `request` was answered with an error. */
+export type ClientErrorCode = typeof ClientErrorCodes[keyof typeof ClientErrorCodes] | AnswerErrorCode
 
 export class ClientError extends Error {
   readonly code: ClientErrorCode

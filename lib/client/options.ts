@@ -29,6 +29,8 @@ export interface ClientOptions {
   heartbeat?: Partial<HeartbeatOptions> | false
   /** How many sends may wait while disconnected (default 1000); one more throws `WS_CLIENT_QUEUE_FULL`. */
   maxQueueSize?: number
+  /** How long `request` waits for an answer by default, in ms (default 10 s). */
+  requestTimeout?: number
   /** The random source of the jitter, returning [0, 1) (default `Math.random`). */
   random?: () => number
   /** The clock and timer functions (default the global ones). */
@@ -43,6 +45,7 @@ export interface ResolvedOptions {
   reconnect: ReconnectOptions | undefined
   heartbeat: HeartbeatOptions | undefined
   maxQueueSize: number
+  requestTimeout: number
   random: () => number
   clock: Clock
 }
@@ -63,6 +66,7 @@ export function resolveOptions (options: ClientOptions): ResolvedOptions {
     reconnect: options.reconnect === false ? undefined : { ...DEFAULT_RECONNECT, ...options.reconnect },
     heartbeat: options.heartbeat === false ? undefined : { ...DEFAULT_HEARTBEAT, ...options.heartbeat },
     maxQueueSize: atLeast('maxQueueSize', options.maxQueueSize ?? 1000, 0),
+    requestTimeout: atLeast('requestTimeout', options.requestTimeout ?? 10_000, 1),
     random: options.random ?? Math.random,
     clock: { ...systemClock, ...options.clock }
   }

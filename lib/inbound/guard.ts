@@ -6,6 +6,7 @@ import { CloseCode } from '../close-codes.ts'
 import { Deadlines } from '../deadlines.ts'
 import { authenticateRequest, isFailure } from '../auth.ts'
 import { write } from '../outbound/write.ts'
+import { writeExchange } from '../outbound/exchange.ts'
 import { errorFrame } from '../resume/protocol.ts'
 import { countViolation, retryAfter } from './rate-limit.ts'
 import type { MessageRouter, RouterEvents } from './router.ts'
@@ -43,13 +44,16 @@ export class InboundGuard implements RouterEvents {
     this.#reject(conn, 'RATE_LIMITED', 'over the rate limit: message dropped', { retryAfterMs: retryAfter(conn, limit, size) })
   }
 
+  /** Also the server's requests' answers that fit no request (requests.ts). */
   rejected (conn: ManagedConnection, code: InboundRejection, message: string, id: unknown): void {
     this.#reject(conn, code, message, id === undefined ? undefined : { id })
   }
 
   #reject (conn: ManagedConnection, code: InboundRejection, message: string, extra: { id?: unknown, retryAfterMs?: number } | undefined): void {
     this.#host.stats.inboundRejected(code)
-    write(conn, { data: errorFrame(code, message, extra), binary: false }, true)
+    const frame = errorFrame(code, message, extra)
+    if (extra?.id === undefined) write(conn, { data: frame, binary: false }, true)
+    else writeExchange(conn, frame)
     if (!countViolation(conn, conn.route.violations, Date.now())) return
     if (code === 'RATE_LIMITED') this.#host.end(conn, CloseCode.RATE_LIMITED, 'rate limited', 'rate_limited')
     else this.#host.end(conn, CloseCode.POLICY_VIOLATION, 'too many invalid messages', 'invalid_messages')
@@ -58,11 +62,12 @@ export class InboundGuard implements RouterEvents {
   /** A handler threw or rejected: logged with the connection, answered with INTERNAL; the connection stays. */
   failed (conn: ManagedConnection, err: unknown, id: unknown): void {
     this.#host.fail(err, conn, 'message handler failed')
-    write(conn, { data: errorFrame('INTERNAL', 'the handler failed', id === undefined ? undefined : { id }), binary: false }, true)
+    if (id === undefined) write(conn, { data: errorFrame('INTERNAL', 'the handler failed'), binary: false }, true)
+    else writeExchange(conn, errorFrame('INTERNAL', 'the handler failed', { id }))
   }
 
   answer (conn: ManagedConnection, frame: string): void {
-    write(conn, { data: Buffer.from(frame), binary: false }, true)
+    writeExchange(conn, Buffer.from(frame))
   }
 
   /** A message for the route's router. */

@@ -14,6 +14,7 @@ type ManagedSocket = WebSocket & { [kConnection]?: ManagedConnection }
 const PONG = Buffer.from('{"type":"pong"')
 const PING = Buffer.from('{"type":"ping"')
 const AUTH_REFRESH = Buffer.from('{"type":"auth.refresh"')
+const RESPONSE = Buffer.from('{"type":"response"')
 
 function byteLength (data: RawData): number {
   if (Buffer.isBuffer(data)) return data.length
@@ -58,6 +59,11 @@ function onMessage (this: ManagedSocket, data: RawData, isBinary: boolean): void
   }
   conn.stats.messagesIn++
   conn.stats.bytesIn += size
+  // an answer to the server's request (requests.ts): never the app's
+  if (!isBinary && startsWith(data, RESPONSE)) {
+    events.response(conn, data)
+    return
+  }
   if (route.routed) events.routeMessage(conn, data, isBinary)
   else conn[kDispatch](data, isBinary)
 }

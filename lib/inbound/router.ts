@@ -12,7 +12,8 @@ import { takeBucket } from './rate-limit.ts'
  * envelope to an optional TypeBox schema for `data`, an optional rate limit, and a
  * handler that gets the validated data. Schemas are compiled once, when the route is added.
  * Whatever goes wrong gets an error frame with a stable code; the handler's answer, when
- * the message had an `id`, goes back as `{ type: "<type>.result", id, data }`.
+ * the message had an `id`, goes back as `{ type: "<type>.result", id, data }` (`data: null`
+ * when the handler returned nothing).
  */
 
 export interface MessageContext {
@@ -26,19 +27,37 @@ export interface MessageContext {
 /** The type of a message's `data`: what its schema says, or unknown without one. */
 export type DataOf<S> = S extends TSchema ? Static<S> : unknown
 
-export interface MessageDefinition<S = TSchema> {
+export interface MessageDefinition<S = TSchema, R = unknown> {
   /** The schema of `data`; without one any `data` passes. */
   schema?: S
   /** Messages of this type per second per connection (a token bucket of `burst`, default the rate). */
   rateLimit?: { messagesPerSecond: number, burst?: number }
-  handler: (data: DataOf<S>, context: MessageContext) => unknown
+  /** Its answer (awaited) goes back to a message with an `id`. */
+  handler: (data: DataOf<S>, context: MessageContext) => R
 }
 
 export type MessageDefinitions = Record<string, MessageDefinition<any>>
 
-/** Keeps each handler's `data` typed by its schema: `messages: defineMessages({ chat: { schema, handler } })`. */
-export function defineMessages<M extends Record<string, unknown>> (definitions: { [K in keyof M]: MessageDefinition<M[K]> }): MessageDefinitions {
-  return definitions as MessageDefinitions
+/**
+ * Keeps each handler's `data` typed by its schema, and what it answers:
+ * `messages: defineMessages({ chat: { schema, handler } })`. `RequestsOf<typeof messages>`
+ * is the type the client's `request` takes.
+ */
+export function defineMessages<M extends Record<string, unknown>, R extends Record<string, unknown>> (
+  definitions: { [K in keyof M]: { schema?: M[K] } } & { [K in keyof R]: MessageDefinition<K extends keyof M ? M[K] : never, R[K]> }
+): { [K in keyof M & keyof R]: MessageDefinition<M[K], R[K]> } {
+  return definitions as never
+}
+
+/** What a handler's answer is on the wire: its awaited value, `null` when it returns nothing. */
+export type AnswerOf<R> = Awaited<R> extends infer A ? (A extends undefined | void ? null : A) : never
+
+/**
+ * The requests a route's messages answer, for the client's `request`: each type's `data`
+ * (the schema's Static) and `answer`. Import it with `import type` in client code.
+ */
+export type RequestsOf<D> = {
+  [K in keyof D & string]: D[K] extends { handler: (data: infer Data, context: MessageContext) => infer R } ? { data: Data, answer: AnswerOf<R> } : never
 }
 
 interface Compiled {
@@ -129,10 +148,11 @@ function validate (check: TypeCheck<TSchema>, data: unknown): string | undefined
 
 /** Sends the handler's answer; one that cannot be serialized (a BigInt, a cycle, too deep) is a handler failure. */
 function answer (conn: ManagedConnection, type: string, id: string | number | undefined, value: unknown, events: RouterEvents): void {
-  if (id === undefined || value === undefined || !conn.isOpen) return
+  if (id === undefined || !conn.isOpen) return
   let frame: string
   try {
-    frame = JSON.stringify({ type: `${type}.result`, id, data: value })
+    // a handler that returns nothing still answers a message with an id: data null
+    frame = JSON.stringify({ type: `${type}.result`, id, data: value ?? null })
   } catch (err) {
     events.failed(conn, err, id)
     return

@@ -81,9 +81,20 @@ export function randomMessage (rng: Rng): string {
     [1, () => JSON.stringify({ type: randomJson(rng, 3), id, data: 1 })],
     [2, () => { const s = JSON.stringify(valid()); return s.slice(0, rng.int(0, s.length - 1)) }],
     [2, () => randomString(rng, 40)],
+    [2, () => randomResponse(rng)],
     [1, () => rng.pick(['', ' ', 'null', 'undefined', 'NaN', '{"type":"add",}', "{'type':'add'}", '{"type":"add","data":{"a":1,"b":2}}x', '\uFEFF{"type":"echo"}', '{"type":"add","data":{"a":01,"b":2}}', '[]', '{}', '"add"'])]
   ] as const)()
   return text as string
+}
+
+/** An answer to a server request (none is ever pending here): good ones, bad ids, bad errors, broken JSON. */
+function randomResponse (rng: Rng): string {
+  const id = (): unknown => rng.weighted([[3, () => `s:${rng.int(0, 9)}`], [1, () => randomString(rng, 6)], [1, () => randomJson(rng, 2)]] as const)()
+  return rng.weighted([
+    [3, () => JSON.stringify({ type: 'response', id: id(), data: randomJson(rng) })],
+    [2, () => JSON.stringify({ type: 'response', id: id(), error: rng.chance(0.5) ? { code: randomString(rng, 6), message: randomString(rng, 10) } : randomJson(rng, 2) })],
+    [1, () => '{"type":"response"' + randomString(rng, 12)]
+  ] as const)()
 }
 
 function nestedList (rng: Rng, depth: number): unknown {

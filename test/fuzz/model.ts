@@ -139,6 +139,11 @@ export function expectedFor (route: Route, bytes: Buffer): Expected {
     // the plugin's side
     messages++
     if (message.length > routeLimit) return end(1009, 'message_too_large')
+    if (!binary && message.subarray(0, RESPONSE.length).equals(RESPONSE)) {
+      outputs.push(response1(message))
+      if (++violations > MAX_VIOLATIONS) return end(1008, 'invalid_messages')
+      continue
+    }
     if (route === '/feed') {
       outputs.push(`{"type":"message","data":{"got":${message.length}}}`)
       continue
@@ -148,6 +153,22 @@ export function expectedFor (route: Route, bytes: Buffer): Expected {
     if (outcome.violation && ++violations > MAX_VIOLATIONS) return end(1008, 'invalid_messages')
   }
   return { outputs, close: undefined, reason: 'network_error', messages }
+}
+
+const RESPONSE = Buffer.from('{"type":"response"')
+
+/** What the server answers to a response frame on any route, no request being pending: always a violation. */
+export function response1 (message: Buffer): string {
+  let frame: { id?: unknown, error?: { code?: unknown } | null }
+  try {
+    frame = JSON.parse(message.toString())
+  } catch {
+    return errorKey('INVALID_JSON', undefined)
+  }
+  if (typeof frame.id !== 'string') return errorKey('INVALID_MESSAGE', undefined)
+  const error = frame.error
+  if (error !== undefined && (typeof error !== 'object' || error === null || typeof error.code !== 'string')) return errorKey('INVALID_MESSAGE', frame.id)
+  return errorKey('UNKNOWN_REQUEST', frame.id)
 }
 
 /** What the router answers to one message on /app. */
@@ -167,8 +188,8 @@ export function route1 (message: Buffer, binary: boolean, rooms: Set<string>): {
   if (def.schema !== undefined && !Value.Check(def.schema, envelope.data)) return reject('VALIDATION_FAILED', id)
   if (def.crash === true) return { output: errorKey('INTERNAL', id), violation: false }
   const value = def.answer(envelope.data, rooms)
-  if (id === undefined || value === undefined) return { output: undefined, violation: false }
-  return { output: JSON.stringify({ type: `${envelope.type}.result`, id, data: value }), violation: false }
+  if (id === undefined) return { output: undefined, violation: false }
+  return { output: JSON.stringify({ type: `${envelope.type}.result`, id, data: value ?? null }), violation: false }
 }
 
 function validCloseCode (code: number): boolean {

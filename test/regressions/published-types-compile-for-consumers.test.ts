@@ -69,9 +69,12 @@ test('the published declarations compile in a strict consumer that imports only 
   const shape = connection.slice(connection.indexOf('export declare class ManagedConnection'))
   const members = [...shape.matchAll(/^ {4}(?:readonly |get |set )?([[\w#]+)/gm)].map(m => m[1])
   t.ok(members.includes('send') && members.includes('rooms'), 'the members are read')
-  for (const name of ['[k', 'slowSince', 'pingSentAt', 'buckets', 'inbound', 'held', 'socketError', 'connectedAtMs', 'dispatch', 'markClosing', 'markClosed', 'constructor', 'session', 'request']) {
+  for (const name of ['[k', 'slowSince', 'pingSentAt', 'buckets', 'inbound', 'held', 'socketError', 'connectedAtMs', 'dispatch', 'markClosing', 'markClosed', 'constructor', 'session']) {
     t.notOk(members.some(m => m.startsWith(name)), `ManagedConnection's published type has no ${name}`)
   }
+  // `request(type, data)` is the public method (issue 14); the upgrade request it keeps stays internal
+  t.ok(/^ {4}request\(type: string/m.test(shape), 'request() is published as a method')
+  t.notOk(/^ {4}(?:readonly )?request\??: /m.test(shape), 'the upgrade request is not a published field')
 })
 
 async function declarations (dir: string): Promise<string[]> {
