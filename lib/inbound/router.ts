@@ -21,6 +21,11 @@ export interface MessageContext {
   request: FastifyRequest
   /** The envelope's id, when the client wants an answer. */
   id: string | number | undefined
+  /**
+   * True when the message may have been handled before: a numbered client (protocol 2) resumed
+   * from the snapshot of an instance that crashed (PROTOCOL.md). Otherwise every message comes once.
+   */
+  redelivered: boolean
 }
 
 /** The type of a message's `data`: what its schema says, or unknown without one. */
@@ -63,7 +68,7 @@ export class MessageRouter {
   }
 
   /** Routes one inbound message; `buckets` holds the connection's per-type rate limits. */
-  route (conn: ManagedConnection, request: FastifyRequest, data: RawData, isBinary: boolean, events: RouterEvents, buckets: () => Map<string, Bucket>): void {
+  route (conn: ManagedConnection, request: FastifyRequest, data: RawData, isBinary: boolean, events: RouterEvents, buckets: () => Map<string, Bucket>, redelivered = false): void {
     if (isBinary) {
       events.rejected(conn, 'BINARY_NOT_ALLOWED', 'this route takes JSON text messages', undefined)
       return
@@ -103,7 +108,7 @@ export class MessageRouter {
     }
     let result: unknown
     try {
-      result = type.handler(envelope.data as never, { conn, request, id })
+      result = type.handler(envelope.data as never, { conn, request, id, redelivered })
     } catch (err) {
       events.failed(conn, err, id)
       return
