@@ -74,11 +74,11 @@ function client (t: Tap, url: string, options: ClientOptions = {}): StabilizerCl
 }
 
 /** Sends `count` messages made by `make`, in bursts with a turn of the event loop between them, so cuts land anywhere. */
-async function sendAll (c: StabilizerClient, rng: Rng, count: number, make: (i: number) => unknown): Promise<void> {
+async function sendAll (c: StabilizerClient, rng: Rng, count: number, make: (i: number) => unknown, paced = false): Promise<void> {
   for (let i = 1; i <= count;) {
     const burst = rng.int(1, 40)
     for (let j = 0; j < burst && i <= count; j++, i++) c.send(make(i) as string)
-    await new Promise(resolve => setImmediate(resolve))
+    await new Promise(resolve => paced ? setTimeout(resolve, 1) : setImmediate(resolve))
   }
 }
 
@@ -92,10 +92,16 @@ test(`every send reaches the route's listener exactly once, in order, while the 
   c.on('resumed', () => { resumed++ })
   c.on('resumeFailed', info => t.fail(`resume failed: ${info.reason}`))
   await c.connect()
-  await sendAll(c, rng, COUNT, i => `m${i}`)
+  // and at moments of their own, whatever the listener sees
+  const cutter = setInterval(() => {
+    const conn = app.wsManager.connections().next().value
+    if (conn !== undefined && rng.float() < 0.5) cut(conn, rng)
+  }, 10)
+  await sendAll(c, rng, COUNT, i => `m${i}`, true)
+  clearInterval(cutter)
   await until(() => got.length >= COUNT && c.unacknowledged === 0 && c.queued === 0, 20_000, 'every message, acknowledged')
   t.comment(`seed ${SEED}: ${resumed} resumes`)
-  t.ok(resumed > 3, 'the socket was cut again and again')
+  t.ok(resumed > 10, 'the socket was cut again and again')
   t.same(got.map(g => g.text), expected(COUNT), 'each exactly once, in order')
   t.equal(new Set(got.map(g => g.id)).size, 1, 'all in one session')
   t.notOk(got.some(g => g.redelivered), 'nothing marked redelivered: the session was saved each time')
