@@ -107,23 +107,27 @@ test('a protocol 1 server (welcome v 1) and a plain route: nothing is kept', asy
   t.notMatch(v1.urls[v1.urls.length - 1], /v=2/, 'protocol: plain asks for nothing')
 })
 
-test('a resume on a server that went back to protocol 1: the kept frames go out once more and are forgotten', async (t) => {
-  const bare = await bareServer(t, (socket, index) => {
-    if (index === 0) socket.send(welcome(2, { received: 0 }))
-    else socket.send(welcome(1, { resumed: true, replayed: 0 }))
+for (const [name, again, event] of [
+  ['a resume on a server that went back to protocol 1', welcome(1, { resumed: true, replayed: 0 }), 'resumed'],
+  ['a failed resume on a server that went back to protocol 1', welcome(1, { resumeFailed: 'unknown_session' }), 'resumeFailed'],
+  ['a resumed welcome of v 2 without received (taken as 0)', welcome(2, { resumed: true }), 'resumed']
+] as const) {
+  test(`${name}: the kept frames go out once more`, async (t) => {
+    const bare = await bareServer(t, (socket, index) => { socket.send(index === 0 ? welcome(2, { received: 0 }) : again) })
+    const c = client(t, bare.url)
+    await c.connect()
+    c.send('kept')
+    await until(() => bare.got.length === 1, 2000, 'the frame')
+    const info = new Promise<{ resent?: number }>(resolve => c.once(event, resolve as never))
+    ;(bare.sockets[0] as unknown as { _socket: Socket })._socket.destroy()
+    const got = await info
+    if (event === 'resumeFailed') t.equal(got.resent, 0, 'protocol 1: nothing counted as resent')
+    t.match(bare.urls[1], /sent=1/)
+    await until(() => bare.got.length === 2, 2000, 'the frame again')
+    t.same(bare.got, ['kept', 'kept'])
+    t.equal(c.unacknowledged, again.includes('"v":1') ? 0 : 1, 'forgotten on protocol 1, kept on 2')
   })
-  const c = client(t, bare.url)
-  await c.connect()
-  c.send('kept')
-  await until(() => bare.got.length === 1, 2000, 'the frame')
-  const resumed = new Promise(resolve => c.once('resumed', resolve))
-  ;(bare.sockets[0] as unknown as { _socket: Socket })._socket.destroy()
-  await resumed
-  t.match(bare.urls[1], /sent=1/)
-  await until(() => bare.got.length === 2, 2000, 'the frame again')
-  t.same(bare.got, ['kept', 'kept'])
-  t.equal(c.unacknowledged, 0)
-})
+}
 
 test('resumeFailed: the unacknowledged frames go into the fresh session (at-least-once), counted from 0', async (t) => {
   const got: string[] = []
