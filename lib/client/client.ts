@@ -289,7 +289,7 @@ export class StabilizerClient<In = unknown, Out = unknown> extends Emitter<Clien
       // protocol 1: nothing is counted; what was kept goes out once more (#ready) and is forgotten
       this.#numbered = false
     } else if (this.#resuming && frame.resumed) {
-      this.#acknowledged(frame.received ?? 0)
+      this.#acknowledged(frame.received ?? 0, true)
     } else if (this.#resuming) {
       this.#outbox.restart()
     }
@@ -303,8 +303,8 @@ export class StabilizerClient<In = unknown, Out = unknown> extends Emitter<Clien
   }
 
   /** The server has had `received` frames of the session; more than were sent is a broken server. */
-  #acknowledged (received: number): void {
-    if (this.#outbox.ack(received)) return
+  #acknowledged (received: number, resumed = false): void {
+    if (resumed ? this.#outbox.resume(received) : this.#outbox.ack(received)) return
     this.emit('error', new ClientError(Codes.BAD_FRAME, `Expected an acknowledgement of at most the ${this.#outbox.sent} frames sent, got ${received}`))
   }
 

@@ -42,6 +42,18 @@ export class Outbox {
     return true
   }
 
+  /**
+   * A resumed session's welcome: the server has had `received` frames. That may be fewer
+   * than an ack said before (an instance that crashed acknowledged frames its snapshot had
+   * not recorded): the server counts on from `received`, so the kept frames are numbered on
+   * from there too.
+   */
+  resume (received: number): boolean {
+    if (received > this.acked) return this.ack(received)
+    this.acked = received
+    return true
+  }
+
   /** The frames kept, oldest first, to send again. */
   pending (): Frame[] {
     return this.#frames.slice(this.#head)
