@@ -89,6 +89,8 @@ export interface UpstreamState {
   acked: number
   redeliverUntil: number
   recorded: number
+  /** The number of the first frame held for a `message` listener not attached yet (0 when none). */
+  held: number
 }
 
 /** A per-type rate-limit bucket of the message router: messages only. */
@@ -333,6 +335,11 @@ export class ManagedConnection {
       this.#queue = undefined
       return
     }
+    if (this.#queue === undefined) {
+      // the frame just counted: if the connection ends before a listener comes, it was never delivered
+      const upstream = this[kUpstream]
+      if (upstream !== undefined) upstream.held = upstream.received
+    }
     const queue = this.#queue ??= []
     this.#queuedBytes += (data as Buffer).length
     if (queue.length >= this.route.limits.maxQueuedMessages || this.#queuedBytes > this.route.limits.maxQueuedBytes) {
@@ -353,5 +360,7 @@ export class ManagedConnection {
     }
     this.#queue = undefined
     this.#queuedBytes = 0
+    const upstream = this[kUpstream]
+    if (upstream !== undefined) upstream.held = 0
   }
 }

@@ -20,7 +20,7 @@ import type { ReconnectClaims } from './resume/tokens.ts'
 import { ClusterView } from './cluster-view.ts'
 import { InboundGuard } from './inbound/guard.ts'
 import { Acks } from './inbound/acks.ts'
-import { continueCount, freshCount } from './resume/upstream-count.ts'
+import { continueCount, delivered, freshCount } from './resume/upstream-count.ts'
 import { errorFrame } from './resume/protocol.ts'
 import type { AuthFailure } from './auth.ts'
 import type { PendingConnection } from './pending-connection.ts'
@@ -378,7 +378,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       if (restored?.identity !== undefined) {
         // a half-open connection still here has the exact count; otherwise the session's
         const live = this.#registry.get(restored.identity.clientId)?.[kUpstream]
-        upstream = continueCount(live?.received ?? restored.received ?? 0, live === undefined && restored.uncertain === true, resume!.sent!)
+        upstream = continueCount(live === undefined ? restored.received ?? 0 : delivered(live), live === undefined && restored.uncertain === true, resume!.sent!)
         if (upstream === undefined) restored = { failed: 'invalid' }
       }
       upstream ??= freshCount()

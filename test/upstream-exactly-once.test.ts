@@ -153,3 +153,28 @@ test('a client that does not ask for v=2 gets protocol 1: no count, no acks, the
   const conn = app.wsManager.connections().next().value!
   t.equal(Object.getOwnPropertySymbols(conn).some(s => s.description?.endsWith('upstream') === true && (conn as unknown as Record<symbol, unknown>)[s] !== undefined), false, 'no count kept for it')
 })
+
+test('frames held for a listener that never came (the connection dropped first) are sent again, and delivered once', async (t) => {
+  const got: string[] = []
+  let attach = false
+  const app = await buildApp(t, { reconnect: { secret: SECRET } }, app => {
+    app.get('/late', { websocket: true, config: { ws: { reconnect: {} } } }, async (_socket, request) => {
+      const conn = request.wsConnection!
+      // the first connection's handler never gets as far as its listener
+      await until(() => attach || !conn.isOpen, 5000, 'the go-ahead')
+      if (conn.isOpen) conn.on('message', data => { got.push(data.toString()) })
+    })
+  })
+  const c = client(t, urlOf(app, '/late'))
+  await c.connect()
+  for (let i = 1; i <= 5; i++) c.send(`m${i}`)
+  const first = app.wsManager.connections().next().value!
+  await until(() => first.stats.messagesIn >= 5, 2000, 'the frames, held')
+  const resumed = new Promise<unknown>(resolve => c.once('resumed', resolve))
+  first.socket.terminate()
+  await resumed
+  attach = true
+  c.send('m6')
+  await until(() => got.length >= 6 && c.unacknowledged === 0, 5000, 'all six, acknowledged')
+  t.same(got, ['m1', 'm2', 'm3', 'm4', 'm5', 'm6'], 'the held ones again, once each, then the new one')
+})

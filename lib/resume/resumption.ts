@@ -14,6 +14,7 @@ import { ReconnectTokens, type ReconnectClaims } from './tokens.ts'
 import type { ResumeStore } from '../adapters/resume-store.ts'
 import type { Outgoing } from '../delivery.ts'
 import { kUpstream } from '../symbols.ts'
+import { delivered } from './upstream-count.ts'
 
 /*
  * Everything that lets a client come back: reconnect tokens, the sessions of connections
@@ -239,7 +240,7 @@ export class Resumption {
   saveSession (conn: ManagedConnection, rooms: string[]): void {
     const session: Session = { clientId: conn.id, userId: conn.userId, metadata: conn.metadata, rooms, stream: this.stream, connectedAt: conn.connectedAt.getTime(), expiresAt: Date.now() + conn.route.reconnect!.maxDisconnect }
     const upstream = conn[kUpstream]
-    if (upstream !== undefined) session.received = upstream.received
+    if (upstream !== undefined) session.received = delivered(upstream)
     this.store.saveSession(session)
   }
 

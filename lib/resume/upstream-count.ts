@@ -13,7 +13,16 @@ export const MAX_RESEND = 1_048_576
 
 /** The state of a new connection that numbers from the start. */
 export function freshCount (): UpstreamState {
-  return { received: 0, acked: 0, redeliverUntil: 0, recorded: 0 }
+  return { received: 0, acked: 0, redeliverUntil: 0, recorded: 0, held: 0 }
+}
+
+/**
+ * The count a connection that goes away leaves in its session: the frames it delivered. Frames
+ * still held for a `message` listener that never came are dropped with the connection, so the
+ * count stops before the first of them and the client sends them again.
+ */
+export function delivered (upstream: UpstreamState): number {
+  return upstream.held > 0 ? upstream.held - 1 : upstream.received
 }
 
 /**
@@ -23,5 +32,5 @@ export function freshCount (): UpstreamState {
  */
 export function continueCount (had: number, uncertain: boolean, sent: number): UpstreamState | undefined {
   if (sent < had || sent - had > MAX_RESEND) return undefined
-  return { received: had, acked: had, redeliverUntil: uncertain ? sent : had, recorded: had }
+  return { received: had, acked: had, redeliverUntil: uncertain ? sent : had, recorded: had, held: 0 }
 }
