@@ -4,7 +4,7 @@ import type { RawData, WebSocket } from 'ws'
 import type { Encoded, OutboundMessage } from './outbound/encode.ts'
 import type { RouteSettings } from './route-settings.ts'
 import type { AnswerIn, DataIn } from './client/requests.ts'
-import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError } from './symbols.ts'
+import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError, kUpstream } from './symbols.ts'
 import { NO_METADATA } from './identity.ts'
 
 /** Why a connection ended; the `disconnectReason` of the disconnect event and log line. */
@@ -30,7 +30,11 @@ export interface ConnectionStats {
   bytesOut: number
 }
 
-export type MessageListener = (data: RawData, isBinary: boolean) => unknown
+/**
+ * `redelivered`: true when the frame may have reached the route's listeners before (a
+ * numbered client resumed from the session of an instance that crashed, PROTOCOL.md).
+ */
+export type MessageListener = (data: RawData, isBinary: boolean, redelivered: boolean) => unknown
 export type CloseListener = (info: DisconnectInfo) => unknown
 
 /**
@@ -45,7 +49,9 @@ export interface ConnectionHost {
   closed (conn: ManagedConnection, code: number, reason: string): void
   failed (conn: ManagedConnection, err: Error): void
   rateLimited (conn: ManagedConnection, size: number): void
-  routeMessage (conn: ManagedConnection, data: RawData, isBinary: boolean): void
+  routeMessage (conn: ManagedConnection, data: RawData, isBinary: boolean, redelivered: boolean): void
+  /** A numbered client's frame was counted (protocol 2): acknowledge it soon. */
+  counted (conn: ManagedConnection, upstream: UpstreamState): void
   refreshAuth (conn: ManagedConnection, data: RawData): void
   /** A `{"type":"response"…}` frame: the answer to one of the server's requests (requests.ts). */
   response (conn: ManagedConnection, data: RawData): void
@@ -88,6 +94,21 @@ export interface InboundState {
   refilledAt: number
   violations: number
   violationsSince: number
+}
+
+/**
+ * A numbered client's frames (protocol 2, inbound/acks.ts): how many of the session's frames
+ * the server has had, how many it has acknowledged, up to which number a frame may have
+ * been processed before (a resume from a crashed instance's snapshot), and the count the
+ * presence last recorded. Made only for connections that asked for protocol 2.
+ */
+export interface UpstreamState {
+  received: number
+  acked: number
+  redeliverUntil: number
+  recorded: number
+  /** The number of the first frame held for a `message` listener not attached yet (0 when none). */
+  held: number
 }
 
 /** A per-type rate-limit bucket of the message router: messages only. */
@@ -150,6 +171,8 @@ export class ManagedConnection {
   [kInbound]: InboundState | undefined = undefined;
   /** @internal To tell a network drop from a clean close. */
   [kSocketError]: Error | undefined = undefined;
+  /** @internal Only on connections that asked for protocol 2. */
+  [kUpstream]: UpstreamState | undefined = undefined;
   /** @internal Made on the first join. */
   [kRooms]: Set<string> | undefined = undefined
   /** @internal */
@@ -162,7 +185,7 @@ export class ManagedConnection {
   #log: FastifyBaseLogger | undefined = undefined
   #listeners: MessageListener[] | undefined = undefined
   #closeListeners: CloseListener[] | undefined = undefined
-  #queue: Array<[RawData, boolean]> | undefined = undefined
+  #queue: Array<[RawData, boolean, boolean]> | undefined = undefined
   #queuedBytes = 0
   #flushScheduled = false
   #rawMode = false
@@ -203,8 +226,10 @@ export class ManagedConnection {
   }
 
   /** @internal What another instance needs to resume this connection (on resumable routes). */
-  get session (): { metadata: Record<string, unknown>, connectedAt: number } | undefined {
-    return this.route.reconnect === undefined ? undefined : { metadata: this.metadata, connectedAt: this[kConnectedAt] }
+  get session (): { metadata: Record<string, unknown>, connectedAt: number, upstream?: UpstreamState } | undefined {
+    if (this.route.reconnect === undefined) return undefined
+    const upstream = this[kUpstream]
+    return upstream === undefined ? { metadata: this.metadata, connectedAt: this[kConnectedAt] } : { metadata: this.metadata, connectedAt: this[kConnectedAt], upstream }
   }
 
   /** The rooms this connection is in. */
@@ -290,12 +315,12 @@ export class ManagedConnection {
   }
 
   /** @internal Called by the socket's message listener for each data message. */
-  [kDispatch] (data: RawData, isBinary: boolean): void {
+  [kDispatch] (data: RawData, isBinary: boolean, redelivered = false): void {
     if (this.#queue !== undefined || this.#listeners === undefined || this.#listeners.length === 0) {
-      this.#enqueue(data, isBinary)
+      this.#enqueue(data, isBinary, redelivered)
       return
     }
-    this.#deliver(this.#listeners, data, isBinary)
+    this.#deliver(this.#listeners, data, isBinary, redelivered)
   }
 
   /** @internal Marks the connection closing: it is skipped by every send from now on. */
@@ -323,10 +348,10 @@ export class ManagedConnection {
     }
   }
 
-  #deliver (listeners: MessageListener[], data: RawData, isBinary: boolean): void {
+  #deliver (listeners: MessageListener[], data: RawData, isBinary: boolean, redelivered: boolean): void {
     for (let i = 0; i < listeners.length; i++) {
       try {
-        const result = listeners[i](data, isBinary) as { catch?: unknown } | undefined
+        const result = listeners[i](data, isBinary, redelivered) as { catch?: unknown } | undefined
         if (result !== null && typeof result === 'object' && typeof result.catch === 'function') {
           (result as Promise<unknown>).catch((err: unknown) => this[kHost].listenerFailed(this, err))
         }
@@ -336,13 +361,18 @@ export class ManagedConnection {
     }
   }
 
-  #enqueue (data: RawData, isBinary: boolean): void {
+  #enqueue (data: RawData, isBinary: boolean, redelivered: boolean): void {
     if (this.#rawMode || this.#state !== OPEN) return
     if (this.#listeners === undefined && this.socket.listenerCount('message') > 1) {
       // The route reads the raw socket itself: nothing to hold messages for.
       this.#rawMode = true
       this.#queue = undefined
       return
+    }
+    if (this.#queue === undefined) {
+      // the frame just counted: if the connection ends before a listener comes, it was never delivered
+      const upstream = this[kUpstream]
+      if (upstream !== undefined) upstream.held = upstream.received
     }
     const queue = this.#queue ??= []
     this.#queuedBytes += (data as Buffer).length
@@ -351,7 +381,7 @@ export class ManagedConnection {
       this[kHost].close(this, 1008, 'inbound queue overflow', 'queue_overflow')
       return
     }
-    queue.push([data, isBinary])
+    queue.push([data, isBinary, redelivered])
   }
 
   #flush (): void {
@@ -360,9 +390,11 @@ export class ManagedConnection {
     // Listeners may have been removed again, or the connection closed, before the flush ran.
     if (queue === undefined || this.#listeners === undefined || this.#listeners.length === 0) return
     for (let i = 0; i < queue.length && this.#state === OPEN; i++) {
-      this.#deliver(this.#listeners, queue[i][0], queue[i][1])
+      this.#deliver(this.#listeners, queue[i][0], queue[i][1], queue[i][2])
     }
     this.#queue = undefined
     this.#queuedBytes = 0
+    const upstream = this[kUpstream]
+    if (upstream !== undefined) upstream.held = 0
   }
 }

@@ -19,6 +19,8 @@ import { Stats, connectionStats, userStats, type ConnectionStatsSnapshot, type R
 import type { ReconnectClaims } from './resume/tokens.ts'
 import { ClusterView } from './cluster-view.ts'
 import { InboundGuard } from './inbound/guard.ts'
+import { Acks } from './inbound/acks.ts'
+import { continueCount, delivered, freshCount } from './resume/upstream-count.ts'
 import { errorFrame } from './resume/protocol.ts'
 import { ServerRequests } from './requests.ts'
 import type { AuthFailure } from './auth.ts'
@@ -33,7 +35,7 @@ import {
   BroadcastFailedError, ConnectionLimitExceededError, ConnectionNotFoundError, ConnectionTimeoutError,
   ShutdownError, WebSocketStabilizerError
 } from './errors.ts'
-import { kConnectedAt, kHeld, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kSocketError } from './symbols.ts'
+import { kConnectedAt, kHeld, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kSocketError, kUpstream } from './symbols.ts'
 
 export type { BroadcastResult } from './delivery.ts'
 
@@ -97,6 +99,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #delivery: Delivery
   #guard: InboundGuard
   #requests: ServerRequests
+  #acks = new Acks()
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
     super()
@@ -127,7 +130,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       closed: (conn, code, reason) => this.#socketClosed(conn, code, reason),
       failed: (conn, err) => this.#socketFailed(conn, err),
       rateLimited: (conn, size) => this.#guard.rateLimited(conn, size),
-      routeMessage: (conn, data, isBinary) => this.#guard.route(conn, data, isBinary),
+      routeMessage: (conn, data, isBinary, redelivered) => this.#guard.route(conn, data, isBinary, redelivered),
+      counted: (conn, upstream) => this.#acks.counted(conn, upstream),
       refreshAuth: (conn, data) => this.#guard.refresh(conn, data),
       request: (conn, type, data, options) => this.#requests.request(conn, type, data, options),
       response: (conn, data) => this.#requests.response(conn, data)
@@ -373,9 +377,20 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const { identity: fresh, route, request, resume } = pending
     const log = request === undefined ? this.#log : this.options.logLevel === undefined ? request.log : request.log.child({}, { level: this.options.logLevel })
     if (pending.refused !== undefined) return this.#refuseAuth(socket, fresh, route, log, pending.refused)
-    const restored = resume === undefined ? undefined : this.#resumption.restore(fresh, route, resume)
+    let restored = resume === undefined ? undefined : this.#resumption.restore(fresh, route, resume)
+    let upstream
+    if (pending.numbered === true) {
+      if (restored?.identity !== undefined) {
+        // a half-open connection still here has the exact count; otherwise the session's
+        const live = this.#registry.get(restored.identity.clientId)?.[kUpstream]
+        upstream = continueCount(live === undefined ? restored.received ?? 0 : delivered(live), live === undefined && restored.uncertain === true, resume!.sent!)
+        if (upstream === undefined) restored = { failed: 'invalid' }
+      }
+      upstream ??= freshCount()
+    }
     const identity = restored?.identity ?? fresh
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
+    conn[kUpstream] = upstream
     if (request !== undefined) {
       conn.ip = request.ip
       conn.principal = pending.principal
@@ -459,6 +474,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     }
     const { clean, terminated } = await awaitClosed(sockets, options.timeout)
     this.#resumption.close()
+    this.#acks.close()
     // the presence first: its last writes go out before the broker ends the connections
     for (const part of [this.adapter.presence, this.adapter]) {
       try {
@@ -606,6 +622,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     if (conn.principal?.expiresAt !== undefined) this.#guard.expiries.delete(conn)
     const rooms = this.#rooms.leaveAll(conn)
     this.#heartbeat.delete(conn)
+    if (conn[kUpstream] !== undefined) this.#acks.delete(conn)
     conn.route.connections--
     // held behind the app's fragmented message that never ended: accepted, never written
     if (conn[kHeld] !== undefined) {

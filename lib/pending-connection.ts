@@ -11,6 +11,8 @@ export interface PendingConnection {
   /** The upgrade request; undefined for `register()`ed sockets. */
   request?: FastifyRequest
   resume?: PendingResume
+  /** The client asked for protocol 2 (numbered frames, acknowledged) on a resume-protocol route. */
+  numbered?: boolean
   /** The user's connections on the other instances, for the per-user limit. */
   elsewhere?: number
   principal?: Principal

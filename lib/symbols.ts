@@ -26,6 +26,8 @@ export const kPingSentAt = Symbol('fastify-websocket-stabilizer.ping-sent-at')
 export const kSlowSince = Symbol('fastify-websocket-stabilizer.slow-since')
 /** @internal Plugin messages held behind the app's open fragment (outbound/write.ts). */
 export const kHeld = Symbol('fastify-websocket-stabilizer.held')
+/** @internal The count of a numbered client's frames (protocol 2, inbound/acks.ts). */
+export const kUpstream = Symbol('fastify-websocket-stabilizer.upstream')
 /** @internal The first error a socket emitted. */
 export const kSocketError = Symbol('fastify-websocket-stabilizer.socket-error')
 /** @internal The connection's methods that only the plugin calls. */

@@ -78,10 +78,11 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
     if (typeof identity === 'string') throw new WebSocketStabilizerError(`${identity} (route ${route.url})`)
     // the authenticated user is the user, whatever identify said
     if (principal?.userId !== undefined) identity.userId = principal.userId
-    const resume = route.reconnect === undefined ? undefined : await readResume(manager, request, route)
+    const numbered = route.reconnect !== undefined && asksNumbered(request)
+    const resume = route.reconnect === undefined ? undefined : await readResume(manager, request, route, numbered)
     const userId = resume?.session?.userId ?? identity.userId
     const elsewhere = userId !== undefined && route.limits.maxConnectionsPerUser > 0 ? await manager.connectionsElsewhere(userId) : 0
-    ;(request.raw as RawWithPending)[kPending] = { request, response: reply.raw, identity, route, resume, elsewhere, principal, refused }
+    ;(request.raw as RawWithPending)[kPending] = { request, response: reply.raw, identity, route, resume, numbered, elsewhere, principal, refused }
   }
 }
 
@@ -120,20 +121,34 @@ async function refuse (manager: WsManager, request: FastifyRequest, reply: Fasti
  * checked and used up here, before the upgrade, and the session taken from the store;
  * a bad token or a missing session means a fresh session.
  */
-async function readResume (manager: WsManager, request: FastifyRequest, route: RouteSettings): Promise<PendingResume | undefined> {
+async function readResume (manager: WsManager, request: FastifyRequest, route: RouteSettings, numbered: boolean): Promise<PendingResume | undefined> {
   const query = request.query as Record<string, unknown>
   const token = query.resume ?? request.headers['x-ws-resume']
   if (token === undefined) return undefined
-  const rawOffset = query.offset ?? request.headers['x-ws-offset'] ?? '0'
-  const offset = typeof rawOffset === 'string' && /^\d{1,15}$/.test(rawOffset) ? Number(rawOffset) : -1
+  const offset = count(query.offset ?? request.headers['x-ws-offset'] ?? '0')
   if (offset < 0) return { offset: 0, failed: 'invalid' }
+  // protocol 2: the client's count of what it sent in the session, required on a resume
+  const sent = numbered ? count(query.sent ?? request.headers['x-ws-sent']) : 0
+  if (sent < 0) return { offset, failed: 'invalid' }
   let claims
   try {
     claims = await manager.validateReconnectToken(token as string)
   } catch (err) {
     return { offset, failed: tokenFailure(err) }
   }
-  return await manager.lookupSession(claims, offset, route)
+  const pending = await manager.lookupSession(claims, offset, route)
+  if (numbered) pending.sent = sent
+  return pending
+}
+
+/** A count or offset of the query or a header: a whole number of at most 15 digits, or -1. */
+function count (raw: unknown): number {
+  return typeof raw === 'string' && /^\d{1,15}$/.test(raw) ? Number(raw) : -1
+}
+
+/** Protocol 2 (numbered client frames) is asked for with `v=2` or `x-ws-version: 2`; anything else is protocol 1. */
+function asksNumbered (request: FastifyRequest): boolean {
+  return (request.query as Record<string, unknown>).v === '2' || request.headers['x-ws-version'] === '2'
 }
 
 /** The websocketServer `connection` listener: registers the socket prepared by the preHandler. */

@@ -219,7 +219,7 @@ test('resumeFailed: the session is gone, the client gets a fresh one and the app
   c.on('resumed', () => t.fail('resumed'))
   const failed = next(c, 'resumeFailed')
   dropAll(app)
-  t.same(await failed, { reason: 'unknown_session' })
+  t.same(await failed, { reason: 'unknown_session', resent: 0 })
   t.not(c.clientId, first)
 })
 

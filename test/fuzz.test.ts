@@ -444,7 +444,12 @@ async function garbageUpgrades (t: Tap, port: number, seed: number): Promise<voi
     ['resume garbage', request('GET /feed?resume=garbage&offset=abc HTTP/1.1', valid)],
     ['resume twice', request('GET /feed?resume=a&resume=b&offset=1&offset=2 HTTP/1.1', valid)],
     ['resume header', request('GET /feed HTTP/1.1', [...valid, ['x-ws-resume', 'z'.repeat(5000)], ['x-ws-offset', '-1']])],
-    ['resume offset', request('GET /feed?resume=eyJ2IjoxfQ.Zm9v&offset=99999999999999999999 HTTP/1.1', valid)]
+    ['resume offset', request('GET /feed?resume=eyJ2IjoxfQ.Zm9v&offset=99999999999999999999 HTTP/1.1', valid)],
+    // protocol 2: the client's count of frames sent, malformed in every way
+    ['resume numbered garbage', request('GET /feed?v=2&resume=garbage&offset=1&sent=abc HTTP/1.1', valid)],
+    ['resume numbered negative', request('GET /feed?v=2&v=2&resume=x&offset=1&sent=-5 HTTP/1.1', valid)],
+    ['resume numbered header', request('GET /feed HTTP/1.1', [...valid, ['x-ws-version', '2'], ['x-ws-resume', 'zzz'], ['x-ws-sent', '1e999']])],
+    ['resume numbered huge', request('GET /feed?v=2&resume=eyJ2IjoxfQ.Zm9v&offset=0&sent=99999999999999999999 HTTP/1.1', valid)]
   ]
   const rng = caseRng(seed, -2)
   const random: Array<[string, Buffer]> = []
@@ -461,7 +466,8 @@ async function garbageUpgrades (t: Tap, port: number, seed: number): Promise<voi
       else if (mutation === 5) headers[at] = [headers[at][0] + rng.pick([' ', ':', '\u0000', 'é']), headers[at][1]]
       else headers.push(['Sec-WebSocket-Key', rng.pick(['', '==', 'dGhlIHNhbXBsZSBub25jZQ', rng.bytes(16).toString('base64')])])
     }
-    const path = rng.pick(['/app', '/feed', '/app?id=x', '/feed?resume=' + rng.bytes(rng.int(0, 300)).toString('base64url'), '/' + rng.bytes(5).toString('hex')])
+    const path = rng.pick(['/app', '/feed', '/app?id=x', '/feed?resume=' + rng.bytes(rng.int(0, 300)).toString('base64url'), '/' + rng.bytes(5).toString('hex'),
+      `/feed?v=${rng.pick(['2', '1', '', '02', rng.bytes(3).toString('hex')])}&sent=${rng.pick(['0', '-1', 'x', String(rng.int(0, 2 ** 31))])}&resume=${rng.bytes(rng.int(0, 100)).toString('base64url')}`])
     random.push([`random ${i}`, request(`GET ${path} HTTP/1.1`, headers)])
   }
   const statuses: Record<string, number> = {}
@@ -506,7 +512,7 @@ async function garbageUpgrades (t: Tap, port: number, seed: number): Promise<voi
   })))
   t.comment(`garbage upgrades: ${fixed.length + random.length}, statuses ${JSON.stringify(statuses)}; 40 handshakes cut short`)
   t.same(bad, [], 'every garbage upgrade got an answer below 500 (or a working WebSocket)')
-  t.equal(resumes, 4, 'garbage resume parameters give a fresh session with resumeFailed: invalid')
+  t.equal(resumes, 8, 'garbage resume parameters (protocol 2\'s `sent` too) give a fresh session with resumeFailed: invalid')
 }
 
 async function firstFrame (socket: net.Socket, rest: Buffer): Promise<string> {

@@ -34,7 +34,12 @@ export interface PresenceEntry {
   readonly userId: string | undefined
   readonly rooms: Iterable<string>
   /** Set on connections that can resume, so that another instance can resume them if this one dies. */
-  readonly session?: { readonly metadata: Record<string, unknown>, readonly connectedAt: number }
+  readonly session?: {
+    readonly metadata: Record<string, unknown>
+    readonly connectedAt: number
+    /** Protocol 2: the count of the client's frames; the presence records it (`recorded`) with the entry. */
+    readonly upstream?: { readonly received: number, recorded: number }
+  }
 }
 
 /** What the manager gives the delivery part of an adapter when it starts. */

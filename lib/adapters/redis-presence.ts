@@ -9,7 +9,8 @@ import type { Session } from '../resume/sessions.ts'
  * - `<prefix>:instances`: the set of instance ids (the dead are pruned by whoever notices),
  *   expiring as the presence does, `ttl + retention` after the last heartbeat of any instance;
  * - `<prefix>:presence:<id>`: hash clientId → `{"u":userId,"r":[rooms]}` (plus metadata and
- *   connection time for resumable connections), kept `retention` ms longer than the
+ *   connection time for resumable connections, and the count of a numbered client's frames,
+ *   written again with each heartbeat when it changed), kept `retention` ms longer than the
  *   instance's own key, so that the clients of an instance that died can resume elsewhere;
  * - `<prefix>:users:<id>`: hash userId → the user's connection count on the instance, expiring with it.
  * An instance that dies without a shutdown drops out when its keys expire; a graceful
@@ -79,7 +80,14 @@ export class RedisPresence implements PresenceManager {
   }
 
   #beat (): void {
-    this.#redis.multi()
+    const multi = this.#redis.multi()
+    const presence = this.#key('presence', this.#id)
+    // protocol 2: the counts of numbered clients that changed, so that a crash loses little of them
+    for (const conn of this.#host!.connections()) {
+      const upstream = conn.session?.upstream
+      if (upstream !== undefined && upstream.received !== upstream.recorded) multi.hset(presence, conn.id, encodeEntry(conn))
+    }
+    multi
       .set(this.#key('instance', this.#id), '1', 'PX', this.#ttl)
       .pexpire(this.#key('presence', this.#id), this.#ttl + this.#retention)
       .pexpire(this.#key('users', this.#id), this.#ttl)
@@ -155,6 +163,11 @@ export class RedisPresence implements PresenceManager {
       // a dead instance's entry is taken out; the token it is resumed with is good once anyway
       if (!alive) await this.#redis.hdel(this.#key('presence', id), clientId)
       const session: Session = { clientId, userId: entry.u, metadata: entry.m, rooms: entry.r, stream: id, connectedAt: entry.c!, expiresAt: Date.now() + this.#retention }
+      // a count written with the presence may be behind what the instance had processed
+      if (entry.n !== undefined) {
+        session.received = entry.n
+        session.uncertain = true
+      }
       if (alive) session.liveOn = id
       return session
     }
@@ -205,7 +218,7 @@ export class RedisPresence implements PresenceManager {
   }
 }
 
-interface Encoded { u?: string, r: string[], m?: Record<string, unknown>, c?: number }
+interface Encoded { u?: string, r: string[], m?: Record<string, unknown>, c?: number, n?: number }
 
 function encodeEntry (conn: PresenceEntry): string {
   const entry: Encoded = { u: conn.userId, r: [...conn.rooms] }
@@ -213,6 +226,8 @@ function encodeEntry (conn: PresenceEntry): string {
   if (session !== undefined) {
     entry.m = session.metadata
     entry.c = session.connectedAt
+    const upstream = session.upstream
+    if (upstream !== undefined) entry.n = upstream.recorded = upstream.received
   }
   return JSON.stringify(entry)
 }

@@ -3,12 +3,13 @@ import { backoffDelay } from './backoff.ts'
 import { Timer, type Clock } from './clock.ts'
 import { Emitter } from './emitter.ts'
 import { ClientError, ClientErrorCodes as Codes } from './errors.ts'
-import { CLIENT_PING, fromBase64, isPing, isPong, parseMessage, parseWelcome, pongFor, type ResumeFailure, type WelcomeFrame } from './frames.ts'
+import { CLIENT_PING, fromBase64, isHeartbeatLike, isPing, isPong, parseAck, parseMessage, parseWelcome, pongFor, type ResumeFailure, type WelcomeFrame } from './frames.ts'
 import { heartbeatStep } from './heartbeat.ts'
 import { MessageStream } from './message-stream.ts'
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.ts'
 import { ClientRequests, type AnswerIn, type ClientApi, type ClientRequestOptions, type DataIn, type HandlesOfApi, type RequestHandler, type RequestsOfApi } from './requests.ts'
-import { SendQueue } from './send-queue.ts'
+import { SendQueue, type Frame } from './send-queue.ts'
+import { Outbox } from './outbox.ts'
 import { Session } from './session.ts'
 import type { SocketCloseEvent, SocketLike, SocketMessageEvent } from './socket.ts'
 
@@ -45,8 +46,12 @@ export interface ClientEvents<In> {
   reconnecting: [info: { attempt: number, delay: number }]
   /** The session came back; its `replayed` missed messages follow as `message` events. */
   resumed: [info: { replayed: number }]
-  /** The session could not come back and a fresh one started: fetch the state you need again. */
-  resumeFailed: [info: { reason: ResumeFailure }]
+  /**
+   * The session could not come back and a fresh one started: fetch the state you need again.
+   * `resent`: on protocol 2, the unacknowledged frames of the old session that go into the
+   * new one (the server may have had them already: at-least-once for these).
+   */
+  resumeFailed: [info: { reason: ResumeFailure, resent: number }]
   /** Something went wrong that was not the answer to a call: see `ClientErrorCodes`. */
   error: [err: Error]
 }
@@ -76,6 +81,9 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
   #pingSentAt = 0
   #serverHeartbeat: boolean
   #queue: SendQueue
+  /** Protocol 2: this connection numbers its frames (asked with `v=2`, until the server says otherwise). */
+  #numbered = false
+  #outbox = new Outbox()
   #session = new Session()
   #streams = new Set<MessageStream<In>>()
   #waiting: (Waiting & { promise: Promise<void> }) | undefined = undefined
@@ -118,6 +126,11 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
     return this.#queue.size
   }
 
+  /** Protocol 2: how many sent frames wait for the server's acknowledgement (they are sent again after a resume). */
+  get unacknowledged (): number {
+    return this.#outbox.size
+  }
+
   /**
    * Connects, reconnecting as the options allow; resolves when a connection is open (after
    * its welcome when one is awaited), rejects with `WS_CLIENT_GAVE_UP` or `WS_CLIENT_CLOSED`
@@ -142,16 +155,28 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
   /**
    * Sends now when open; otherwise keeps the frame for the next connection, in order, up to
    * `maxQueueSize` (one more throws `WS_CLIENT_QUEUE_FULL`). Throws `WS_CLIENT_CLOSED`
-   * before `connect()` and after the client closed for good. Nothing is acknowledged: a
-   * send in the moment before a drop the client has not noticed yet can be lost.
+   * before `connect()` and after the client closed for good. On a server that speaks
+   * protocol 2 (resume-protocol routes) each frame is kept until the server acknowledges it
+   * and sent again after a resume: it reaches the route exactly once, in order. Kept and
+   * waiting frames share `maxQueueSize`. Elsewhere nothing is acknowledged: a send in the
+   * moment before a drop the client has not noticed yet can be lost.
    */
   send (data: Outgoing<Out>): void {
     if (this.#state === 'idle' || this.#state === 'closed') {
       throw new ClientError(Codes.CLOSED, `Expected a connecting or open client, got a ${this.#state} one`)
     }
     const frame = typeof data === 'string' || data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? data : JSON.stringify(data)
-    if (this.#state === 'open') this.#socket!.send(frame)
-    else this.#queue.push(frame)
+    if (this.#state !== 'open') {
+      this.#queue.push(frame, this.#outbox.size)
+      return
+    }
+    if (this.#numbered && !isHeartbeatLike(frame)) {
+      if (this.#outbox.size >= this.#options.maxQueueSize) {
+        throw new ClientError(Codes.QUEUE_FULL, `Expected at most maxQueueSize (${this.#options.maxQueueSize}) sends to wait for an acknowledgement, got one more`)
+      }
+      this.#outbox.push(frame)
+    }
+    this.#socket!.send(frame)
   }
 
   /**
@@ -189,6 +214,7 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
       socket.close(code, reason)
     }
     this.#session.clear()
+    this.#outbox.clear()
     this.#finish({ code, reason, willReconnect: false }, new ClientError(Codes.CLOSED, 'close() was called before a connection opened'))
   }
 
@@ -204,9 +230,12 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
   #open (): void {
     this.#resuming = this.#session.token !== undefined
     this.#mode = this.#options.protocol === 'plain' ? 'plain' : 'unknown'
+    this.#numbered = this.#mode === 'unknown'
+    // no session to resume: what the last one did not get acknowledged starts the next
+    if (!this.#resuming) this.#outbox.restart()
     let socket: SocketLike
     try {
-      socket = new this.#options.WebSocket(this.#session.address(this.url), this.#options.protocols)
+      socket = new this.#options.WebSocket(this.#session.address(this.url, this.#numbered ? this.#outbox.sent : undefined), this.#options.protocols)
     } catch (err) {
       // a URL the WebSocket refuses now, it will refuse on every attempt
       const gaveUp = new ClientError(Codes.GAVE_UP, `the WebSocket could not be created: ${String(err)}`, { cause: err })
@@ -258,6 +287,13 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
           return
         }
       } else if (this.#mode === 'stabilizer') {
+        if (this.#numbered) {
+          const received = parseAck(data)
+          if (received !== undefined) {
+            this.#acknowledged(received)
+            return
+          }
+        }
         const frame = parseMessage(data)
         if (frame !== undefined) {
           if (frame.offset !== undefined) this.#session.offset = frame.offset
@@ -281,17 +317,34 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
   #welcome (frame: WelcomeFrame): void {
     this.#mode = 'stabilizer'
     this.#session.welcome(frame)
+    if (!(frame.v >= 2)) {
+      // protocol 1: nothing is counted; what was kept goes out once more (#ready) and is forgotten
+      this.#numbered = false
+    } else if (this.#resuming && frame.resumed) {
+      this.#acknowledged(frame.received ?? 0, true)
+    } else if (this.#resuming) {
+      this.#outbox.restart()
+    }
     this.emit('welcome', frame)
     if (this.#resuming) {
       if (frame.resumed) this.emit('resumed', { replayed: frame.replayed ?? 0 })
-      else this.emit('resumeFailed', { reason: frame.resumeFailed! })
+      else this.emit('resumeFailed', { reason: frame.resumeFailed!, resent: this.#numbered ? this.#outbox.size : 0 })
     }
     if (this.#state !== 'open') this.#ready()
+    else if (!this.#numbered) this.#outbox.clear()
+  }
+
+  /** The server has had `received` frames of the session; more than were sent is a broken server. */
+  #acknowledged (received: number, resumed = false): void {
+    if (resumed ? this.#outbox.resume(received) : this.#outbox.ack(received)) return
+    this.emit('error', new ClientError(Codes.BAD_FRAME, `Expected an acknowledgement of at most the ${this.#outbox.sent} frames sent, got ${received}`))
   }
 
   /** The first frame was not a welcome: a plain route, whatever was expected. */
   #runPlain (): void {
     this.#mode = 'plain'
+    this.#numbered = false
+    this.#outbox.clear()
     if (this.#state === 'open') return
     if (this.#options.protocol === 'stabilizer') this.emit('error', new ClientError(Codes.NOT_STABILIZER, 'Expected a welcome as the first frame (protocol: \'stabilizer\'), got a message'))
     this.#session.clear()
@@ -303,12 +356,21 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
     if (this.#socket === undefined) return
     this.#timer.clear()
     this.#state = 'open'
-    for (const frame of this.#queue.take()) this.#socket!.send(frame)
+    const socket = this.#socket
+    // the unacknowledged frames first, in order, then what was queued while away
+    for (const frame of this.#outbox.pending()) socket.send(frame)
+    if (!this.#numbered) this.#outbox.clear()
+    for (const frame of this.#queue.take()) this.#put(socket, frame)
     this.#watch()
     const waiting = this.#waiting
     this.#waiting = undefined
     waiting?.resolve()
     this.emit('open')
+  }
+
+  #put (socket: SocketLike, frame: Frame): void {
+    if (this.#numbered && !isHeartbeatLike(frame)) this.#outbox.push(frame)
+    socket.send(frame)
   }
 
   #deliver (data: In): void {
@@ -384,6 +446,7 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
     this.#socket = undefined
     this.#queue.take()
     this.#requests.close()
+    this.#outbox.clear()
     const streams = [...this.#streams]
     this.#streams.clear()
     for (const stream of streams) stream.end()

@@ -15,6 +15,8 @@ export interface WelcomeFrame {
   resumed: boolean
   replayed?: number
   resumeFailed?: ResumeFailure
+  /** Protocol 2 (`v: 2`): how many of the session's frames the server has had. */
+  received?: number
 }
 
 export interface MessageFrame { type: 'message', offset?: number, binary?: boolean, data: unknown }
@@ -42,6 +44,17 @@ export function pongFor (ping: string): string {
 /** A welcome frame, or undefined for anything else. */
 export function parseWelcome (text: string): WelcomeFrame | undefined {
   return parseIf<WelcomeFrame>(text, '{"type":"welcome"')
+}
+
+/** Protocol 2: an acknowledgement's count, or undefined for anything else. */
+export function parseAck (text: string): number | undefined {
+  const ack = parseIf<{ received?: unknown }>(text, '{"type":"ack"')
+  return typeof ack?.received === 'number' ? ack.received : undefined
+}
+
+/** Frames the server takes for heartbeat frames on a numbered connection: they are never counted. */
+export function isHeartbeatLike (frame: unknown): boolean {
+  return typeof frame === 'string' && (isPing(frame) || isPong(frame)) && new TextEncoder().encode(frame).length < 128
 }
 
 /** A message envelope, or undefined for anything else (which the app gets as it came). */

@@ -19,9 +19,10 @@ export class SendQueue {
     return this.#frames.length
   }
 
-  push (frame: Frame): void {
-    if (this.#frames.length >= this.#max) {
-      throw new ClientError(ClientErrorCodes.QUEUE_FULL, `Expected at most maxQueueSize (${this.#max}) sends to wait for the connection, got one more`)
+  /** `kept`: the unacknowledged frames of the session (protocol 2), which share the bound. */
+  push (frame: Frame, kept = 0): void {
+    if (this.#frames.length + kept >= this.#max) {
+      throw new ClientError(ClientErrorCodes.QUEUE_FULL, `Expected at most maxQueueSize (${this.#max}) sends to wait for the connection or an acknowledgement, got one more`)
     }
     this.#frames.push(frame)
   }

@@ -21,13 +21,21 @@ export class Session {
     this.offset = 0
   }
 
-  /** The address of the next attempt: `url` with `resume` and `offset` added to its own query when there is a token. */
-  address (url: string): string {
-    if (this.token === undefined) return url
+  /**
+   * The address of the next attempt: `url` with, added to its own query, `v=2` when the
+   * client numbers its frames (`sent` is its count of the session's frames), and `resume`,
+   * `offset` (and `sent`) when there is a token.
+   */
+  address (url: string, sent: number | undefined): string {
+    if (this.token === undefined && sent === undefined) return url
     const q = url.indexOf('?')
     const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1))
-    query.set('resume', this.token)
-    query.set('offset', String(this.offset))
+    if (sent !== undefined) query.set('v', '2')
+    if (this.token !== undefined) {
+      query.set('resume', this.token)
+      query.set('offset', String(this.offset))
+      if (sent !== undefined) query.set('sent', String(sent))
+    }
     return `${q === -1 ? url : url.slice(0, q)}?${query.toString()}`
   }
 }

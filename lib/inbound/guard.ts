@@ -71,8 +71,8 @@ export class InboundGuard implements RouterEvents {
   }
 
   /** A message for the route's router. */
-  route (conn: ManagedConnection, data: RawData, isBinary: boolean): void {
-    this.routers.get(conn.route)!.route(conn, conn[kRequest]!, data, isBinary, this, () => (conn[kBuckets] ??= new Map()))
+  route (conn: ManagedConnection, data: RawData, isBinary: boolean, redelivered: boolean): void {
+    this.routers.get(conn.route)!.route(conn, conn[kRequest]!, data, isBinary, this, () => (conn[kBuckets] ??= new Map()), redelivered)
   }
 
   /** `{"type":"auth.refresh","token":"…"}`: new credentials for the same subject, before the old ones expire. */

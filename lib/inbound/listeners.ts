@@ -1,6 +1,6 @@
 import type { RawData, WebSocket } from 'ws'
 import type { ManagedConnection } from '../connection.ts'
-import { kConnection, kDispatch, kHost } from '../symbols.ts'
+import { kConnection, kDispatch, kHost, kUpstream } from '../symbols.ts'
 import { takeTokens } from './rate-limit.ts'
 
 /*
@@ -49,6 +49,13 @@ function onMessage (this: ManagedSocket, data: RawData, isBinary: boolean): void
       return
     }
   }
+  // protocol 2: every data frame of the client counts, whatever becomes of it, but heartbeat-like ones
+  const upstream = conn[kUpstream]
+  let redelivered = false
+  if (upstream !== undefined && (isBinary || size >= 128 || !(startsWith(data, PING) || startsWith(data, PONG)))) {
+    redelivered = ++upstream.received <= upstream.redeliverUntil
+    events.counted(conn, upstream)
+  }
   if (route.rateLimit !== undefined && !takeTokens(conn, route.rateLimit, size, now)) {
     events.rateLimited(conn, size)
     return
@@ -64,8 +71,8 @@ function onMessage (this: ManagedSocket, data: RawData, isBinary: boolean): void
     events.response(conn, data)
     return
   }
-  if (route.routed) events.routeMessage(conn, data, isBinary)
-  else conn[kDispatch](data, isBinary)
+  if (route.routed) events.routeMessage(conn, data, isBinary, redelivered)
+  else conn[kDispatch](data, isBinary, redelivered)
 }
 
 function onPong (this: ManagedSocket): void {

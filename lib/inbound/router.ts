@@ -22,6 +22,11 @@ export interface MessageContext {
   request: FastifyRequest
   /** The envelope's id, when the client wants an answer. */
   id: string | number | undefined
+  /**
+   * True when the message may have been handled before: a numbered client (protocol 2) resumed
+   * from the snapshot of an instance that crashed (PROTOCOL.md). Otherwise every message comes once.
+   */
+  redelivered: boolean
 }
 
 /** The type of a message's `data`: what its schema says, or unknown without one. */
@@ -44,7 +49,7 @@ export type MessageDefinitions = Record<string, MessageDefinition<any>>
  * is the type the client's `request` takes.
  */
 export function defineMessages<M extends Record<string, unknown>, R extends Record<string, unknown>> (
-  definitions: { [K in keyof M]: { schema?: M[K] } } & { [K in keyof R]: MessageDefinition<K extends keyof M ? M[K] : never, R[K]> }
+  definitions: { [K in keyof M]: { schema?: M[K], rateLimit?: unknown, handler?: unknown } } & { [K in keyof R]: MessageDefinition<K extends keyof M ? M[K] : never, R[K]> }
 ): { [K in keyof M & keyof R]: MessageDefinition<M[K], R[K]> } {
   return definitions as never
 }
@@ -82,7 +87,7 @@ export class MessageRouter {
   }
 
   /** Routes one inbound message; `buckets` holds the connection's per-type rate limits. */
-  route (conn: ManagedConnection, request: FastifyRequest, data: RawData, isBinary: boolean, events: RouterEvents, buckets: () => Map<string, Bucket>): void {
+  route (conn: ManagedConnection, request: FastifyRequest, data: RawData, isBinary: boolean, events: RouterEvents, buckets: () => Map<string, Bucket>, redelivered = false): void {
     if (isBinary) {
       events.rejected(conn, 'BINARY_NOT_ALLOWED', 'this route takes JSON text messages', undefined)
       return
@@ -122,7 +127,7 @@ export class MessageRouter {
     }
     let result: unknown
     try {
-      result = type.handler(envelope.data as never, { conn, request, id })
+      result = type.handler(envelope.data as never, { conn, request, id, redelivered })
     } catch (err) {
       events.failed(conn, err, id)
       return

@@ -9,6 +9,8 @@ import type { Encoded } from '../outbound/encode.ts'
 export type ResumeFailure = 'invalid' | 'expired' | 'unknown_session' | 'gap' | 'unavailable'
 
 export const PROTOCOL_VERSION = 1
+/** The version a client gets when it asks for it (`v=2`): its data frames are counted and acknowledged. */
+export const NUMBERED_VERSION = 2
 
 /** Wraps an encoded message in its envelope once; the payload bytes are not re-serialized. */
 export function envelope (message: Encoded, offset: number | undefined): Buffer {
@@ -35,10 +37,12 @@ export interface Welcome {
   resumed: boolean
   replayed?: number
   resumeFailed?: ResumeFailure
+  /** Protocol 2 only: how many of the session's client frames the server has had. */
+  received?: number
 }
 
 export function welcomeFrame (w: Welcome): Buffer {
-  return Buffer.from(JSON.stringify({ type: 'welcome', v: PROTOCOL_VERSION, ...w }))
+  return Buffer.from(JSON.stringify({ type: 'welcome', v: w.received === undefined ? PROTOCOL_VERSION : NUMBERED_VERSION, ...w }))
 }
 
 /** An error frame: `{ type: "error", code, message, id?, retryAfterMs? }` (see PROTOCOL.md). */

@@ -13,6 +13,8 @@ import type { Session } from './sessions.ts'
 import { ReconnectTokens, type ReconnectClaims } from './tokens.ts'
 import type { ResumeStore } from '../adapters/resume-store.ts'
 import type { Outgoing } from '../delivery.ts'
+import { kUpstream } from '../symbols.ts'
+import { delivered } from './upstream-count.ts'
 
 /*
  * Everything that lets a client come back: reconnect tokens, the sessions of connections
@@ -35,6 +37,8 @@ export function tokenFailure (err: unknown): ResumeFailure {
 /** A resume worked out before the upgrade (token checked, session taken). */
 export interface PendingResume {
   offset: number
+  /** Protocol 2: the client's own count of the frames it sent in the session. */
+  sent?: number
   session?: Session
   /** The missed entries of another instance's log, read from the store. */
   remote?: LogEntry[]
@@ -55,6 +59,9 @@ export interface Restored {
   /** The offset the client resumed from, where its welcome puts it. */
   offset?: number
   failed?: ResumeFailure
+  /** Protocol 2: the session's count of the client's frames, and whether it may be behind. */
+  received?: number
+  uncertain?: boolean
 }
 
 /** How long a copy of another instance's log read for a resume is reused (a reconnect storm reads it once). */
@@ -184,7 +191,7 @@ export class Resumption {
     const session = resume.session
     if (session === undefined) return { failed: resume.failed }
     if (fresh.userId !== undefined && fresh.userId !== session.userId) return { failed: 'invalid' }
-    const restored: Restored = { identity: { clientId: session.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms }
+    const restored: Restored = { identity: { clientId: session.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms, received: session.received, uncertain: session.uncertain }
     if (!route.reconnect!.replay) return restored
     if (resume.remote !== undefined) {
       const replay = this.#replay!
@@ -218,6 +225,8 @@ export class Resumption {
     const replayed = restored?.entries ?? restored?.remote
     if (replayed !== undefined) welcome.replayed = replayed.length
     if (restored?.failed !== undefined) welcome.resumeFailed = restored.failed
+    const upstream = conn[kUpstream]
+    if (upstream !== undefined) welcome.received = upstream.received
     write(conn, { data: welcomeFrame(welcome), binary: false }, true)
     if (restored?.entries !== undefined) for (const entry of restored.entries) write(conn, { data: entry.frame, binary: false })
     if (restored?.remote !== undefined) {
@@ -229,7 +238,10 @@ export class Resumption {
 
   /** Keeps a resumable connection's session after it went away, for `maxDisconnect` ms. */
   saveSession (conn: ManagedConnection, rooms: string[]): void {
-    this.store.saveSession({ clientId: conn.id, userId: conn.userId, metadata: conn.metadata, rooms, stream: this.stream, connectedAt: conn.connectedAt.getTime(), expiresAt: Date.now() + conn.route.reconnect!.maxDisconnect })
+    const session: Session = { clientId: conn.id, userId: conn.userId, metadata: conn.metadata, rooms, stream: this.stream, connectedAt: conn.connectedAt.getTime(), expiresAt: Date.now() + conn.route.reconnect!.maxDisconnect }
+    const upstream = conn[kUpstream]
+    if (upstream !== undefined) session.received = delivered(upstream)
+    this.store.saveSession(session)
   }
 
   close (): void {

@@ -16,6 +16,10 @@ export interface Session {
   /** The instance where its connection is still open (half-open), when it is not this one. */
   liveOn?: string
   expiresAt: number
+  /** Protocol 2: how many of the client's frames the server had (absent for protocol 1). */
+  received?: number
+  /** The count is a snapshot that may be behind (the presence of an instance that died, or of a half-open socket there). */
+  uncertain?: boolean
 }
 
 export class SessionStore {

@@ -16,7 +16,8 @@ import { build } from './build.ts'
  * processes each. Every server runs in a child process of its own, the clients in another.
  * `--quick` runs once with fewer clients. Results: test/bench/results/bench-results.{md,json}.
  * For one figure at a time: `--only=ws,plugin` (contenders), `--part=idle` or `--part=fanout`
- * (single-process parts), `--idle=10000` (idle connections), `--runs=N`.
+ * (single-process parts), `--idle=10000` (idle connections), `--runs=N`. `--part=upstream`:
+ * what numbering the client's messages costs (upstream.ts), alone.
  */
 
 const quick = process.argv.includes('--quick')
@@ -38,6 +39,12 @@ const resultsDir = `${here}results/`
 const LONG_HEARTBEAT = 60_000
 const STEP_TIMEOUT = 60_000
 const started = performance.now()
+
+if (part === 'upstream') {
+  const { upstreamPart } = await import('./upstream.ts')
+  await upstreamPart(childDir, resultsDir, runs, quick ? 4 : 10)
+  process.exit(0)
+}
 
 /** A child process and its IPC messages, read one at a time. */
 class Child {

@@ -46,7 +46,7 @@ test('Redis down: a resume with a valid token fails as `unavailable`, and the cl
   // the client: a resumeFailed like the others, with the reason
   const failed = new Promise(resolve => client.on('resumeFailed', resolve))
   for (const conn of b.wsManager.connections()) conn.socket.terminate()
-  t.same(await failed, { reason: 'unavailable' })
+  t.same(await failed, { reason: 'unavailable', resent: 0 })
   t.not(client.clientId, before, 'a fresh session')
 })
 
