@@ -57,6 +57,8 @@ export interface ConnectionHost {
   response (conn: ManagedConnection, data: RawData): void
   request (conn: ManagedConnection, type: string, data: unknown, options: RequestOptions | undefined): Promise<unknown>
   send (conn: ManagedConnection, message: OutboundMessage, options?: { volatile?: boolean }): boolean
+  /** A message to this connection alone through the replay log, sent now when it is open (outbound/exchange.ts). */
+  logged (conn: ManagedConnection, message: Encoded): void
   join (conn: ManagedConnection, room: string): boolean
   leave (conn: ManagedConnection, room: string): boolean
   close (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason, extra?: object): void

@@ -116,6 +116,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#delivery = new Delivery(this.#registry, this.#rooms)
     this.#host = {
       send: (conn, message, options) => deliverTo(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile)) === undefined,
+      logged: (conn, message) => { deliverTo(conn, this.#resumption.prepareEncoded(message, { clientId: conn.id })) },
       join: (conn, room) => this.#join(conn, room),
       leave: (conn, room) => this.#leave(conn, room),
       close: (conn, code, reason, why, extra) => this.#end(conn, code, reason, why, false, extra),

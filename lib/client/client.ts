@@ -297,6 +297,8 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
         const frame = parseMessage(data)
         if (frame !== undefined) {
           if (frame.offset !== undefined) this.#session.offset = frame.offset
+          // protocol 2: the exchange frames of requests both ways come through the log, wrapped
+          if (this.#numbered && frame.binary !== true && this.#requests.takeValue(frame.data)) return
           this.#deliver((frame.binary === true ? fromBase64(frame.data as string) : frame.data) as In)
           return
         }

@@ -95,14 +95,25 @@ export class ClientRequests {
 
   /** True when a text frame was a request of the server's or an answer to a pending request: consumed. */
   take (text: string): boolean {
-    if (text.startsWith(REQUEST)) return this.#serve(text)
-    if (this.#pending.size === 0 || !text.startsWith(HEAD)) return false
-    let frame: { type: string, id?: unknown, data?: unknown, code?: unknown, message?: unknown }
+    const request = text.startsWith(REQUEST)
+    if (!request && (this.#pending.size === 0 || !text.startsWith(HEAD))) return false
+    let frame: unknown
     try {
       frame = JSON.parse(text)
     } catch {
       return false
     }
+    return this.takeValue(frame)
+  }
+
+  /**
+   * The same for a message envelope's `data` (protocol 2 sends these frames through the
+   * replay log, so they arrive wrapped, with an offset).
+   */
+  takeValue (value: unknown): boolean {
+    if (typeof value !== 'object' || value === null) return false
+    const frame = value as { type?: unknown, id?: unknown, name?: unknown, data?: unknown, code?: unknown, message?: unknown }
+    if (frame.type === 'request') return this.#serve(frame)
     const pending = typeof frame.id === 'string' ? this.#pending.get(frame.id) : undefined
     if (pending === undefined) return false
     if (frame.type === pending.result) {
@@ -129,13 +140,7 @@ export class ClientRequests {
     this.#clock.clearTimeout(pending.timer)
   }
 
-  #serve (text: string): boolean {
-    let frame: { id?: unknown, name?: unknown, data?: unknown }
-    try {
-      frame = JSON.parse(text)
-    } catch {
-      return false
-    }
+  #serve (frame: { id?: unknown, name?: unknown, data?: unknown }): boolean {
     const { id, name } = frame
     if (typeof id !== 'string' || typeof name !== 'string') return false
     const handler = this.#handlers.get(name)

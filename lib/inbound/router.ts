@@ -153,7 +153,8 @@ function validate (check: TypeCheck<TSchema>, data: unknown): string | undefined
 
 /** Sends the handler's answer; one that cannot be serialized (a BigInt, a cycle, too deep) is a handler failure. */
 function answer (conn: ManagedConnection, type: string, id: string | number | undefined, value: unknown, events: RouterEvents): void {
-  if (id === undefined || !conn.isOpen) return
+  // to a closed connection too: a protocol 2 client gets it replayed after its resume (outbound/exchange.ts)
+  if (id === undefined) return
   let frame: string
   try {
     // a handler that returns nothing still answers a message with an id: data null
