@@ -4,7 +4,7 @@ import type { RawData, WebSocket } from 'ws'
 import type { Encoded, OutboundMessage } from './outbound/encode.ts'
 import type { RouteSettings } from './route-settings.ts'
 import type { AnswerIn, DataIn } from './client/requests.ts'
-import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError, kUpstream } from './symbols.ts'
+import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError, kUpstream, kHandshake } from './symbols.ts'
 import { NO_METADATA } from './identity.ts'
 
 /** Why a connection ended; the `disconnectReason` of the disconnect event and log line. */
@@ -104,6 +104,15 @@ export interface InboundState {
  * been processed before (a resume from a crashed instance's snapshot), and the count the
  * presence last recorded. Made only for connections that asked for protocol 2.
  */
+/**
+ * A resumed connection's tokens until the client is first heard from (resume/resumption.ts):
+ * the one it used, and the one its welcome carried.
+ */
+export interface Handshake {
+  readonly used: { readonly nonce: string, readonly expiresAt: number }
+  readonly issued: { readonly nonce: string, readonly expiresAt: number }
+}
+
 export interface UpstreamState {
   received: number
   acked: number
@@ -175,6 +184,8 @@ export class ManagedConnection {
   [kSocketError]: Error | undefined = undefined;
   /** @internal Only on connections that asked for protocol 2. */
   [kUpstream]: UpstreamState | undefined = undefined;
+  /** @internal Set by a resume's welcome, cleared by the first frame from the client. */
+  [kHandshake]: Handshake | undefined = undefined;
   /** @internal Made on the first join. */
   [kRooms]: Set<string> | undefined = undefined
   /** @internal */

@@ -33,6 +33,10 @@ export class MemoryResumeStore implements ResumeStore {
     return this.nonces.claim(nonce, expiresAt)
   }
 
+  release (nonce: string): void {
+    this.nonces.release(nonce)
+  }
+
   saveSession (session: Session): void {
     this.sessions.save(session)
   }

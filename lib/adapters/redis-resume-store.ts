@@ -58,6 +58,10 @@ export class RedisResumeStore implements ResumeStore {
     return await this.#redis.set(`${this.#prefix}:nonce:${nonce}`, '1', 'PXAT', expiresAt, 'NX').catch(unavailable('the token nonce claim')) === 'OK'
   }
 
+  release (nonce: string): void {
+    this.#redis.del(`${this.#prefix}:nonce:${nonce}`).catch(err => this.#failed(err, 'token nonce not released'))
+  }
+
   saveSession (session: Session): void {
     this.#redis.set(`${this.#prefix}:session:${session.clientId}`, JSON.stringify(session), 'PXAT', session.expiresAt).catch(err => this.#failed(err, 'session not saved'))
   }

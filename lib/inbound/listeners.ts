@@ -1,6 +1,6 @@
 import type { RawData, WebSocket } from 'ws'
 import type { ManagedConnection } from '../connection.ts'
-import { kConnection, kDispatch, kHost, kUpstream } from '../symbols.ts'
+import { kConnection, kDispatch, kHandshake, kHost, kUpstream } from '../symbols.ts'
 import { takeTokens } from './rate-limit.ts'
 
 /*
@@ -33,6 +33,8 @@ function onMessage (this: ManagedSocket, data: RawData, isBinary: boolean): void
   const events = conn[kHost]
   const now = Date.now()
   conn.lastSeen = now
+  // the client is heard from: it had its welcome (resume/resumption.ts)
+  if (conn[kHandshake] !== undefined) conn[kHandshake] = undefined
   const size = byteLength(data)
   const route = conn.route
   if (size > route.limits.maxMessageSize) {
@@ -77,11 +79,14 @@ function onMessage (this: ManagedSocket, data: RawData, isBinary: boolean): void
 
 function onPong (this: ManagedSocket): void {
   const conn = this[kConnection]!
+  conn[kHandshake] = undefined
   conn[kHost].heartbeatPong(conn, Date.now())
 }
 
 function onPing (this: ManagedSocket): void {
-  this[kConnection]!.lastSeen = Date.now()
+  const conn = this[kConnection]!
+  conn[kHandshake] = undefined
+  conn.lastSeen = Date.now()
 }
 
 function onClose (this: ManagedSocket, code: number, reason: Buffer): void {

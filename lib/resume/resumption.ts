@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import type { ManagedConnection } from '../connection.ts'
+import type { Handshake, ManagedConnection } from '../connection.ts'
 import type { ResolvedIdentity } from '../identity.ts'
 import type { ResolvedOptions } from '../options.ts'
 import type { RouteSettings } from '../route-settings.ts'
@@ -13,7 +13,7 @@ import type { Session } from './sessions.ts'
 import { ReconnectTokens, type ReconnectClaims } from './tokens.ts'
 import type { ResumeStore } from '../adapters/resume-store.ts'
 import type { Outgoing } from '../delivery.ts'
-import { kUpstream } from '../symbols.ts'
+import { kHandshake, kUpstream } from '../symbols.ts'
 import { delivered } from './upstream-count.ts'
 
 /*
@@ -46,7 +46,12 @@ export interface PendingResume {
   seen?: ReadonlySet<string>
   since?: number
   failed?: ResumeFailure
+  /** The token the resume used up. */
+  used?: UsedToken
 }
+
+/** A token's nonce and expiry: what it takes to release or revoke it. */
+export interface UsedToken { nonce: string, expiresAt: number }
 
 /** What a resume restores, or why it could not. */
 export interface Restored {
@@ -62,6 +67,8 @@ export interface Restored {
   /** Protocol 2: the session's count of the client's frames, and whether it may be behind. */
   received?: number
   uncertain?: boolean
+  /** The token the resume used up. */
+  used?: UsedToken
 }
 
 /** How long a copy of another instance's log read for a resume is reused (a reconnect storm reads it once). */
@@ -100,16 +107,16 @@ export class Resumption {
 
   generateToken (clientId: string, userId: string | undefined): string {
     this.#log.debug({ clientId }, 'reconnect token issued')
-    return this.#issue(clientId, userId)
+    return this.#issue(clientId, userId).token
   }
 
   /** Every token goes out here (welcomes and `generateReconnectToken`): the first says when the secret is a random one. */
-  #issue (clientId: string, userId: string | undefined): string {
+  #issue (clientId: string, userId: string | undefined): { token: string, nonce: string, expiresAt: number } {
     if (this.#randomSecret) {
       this.#randomSecret = false
       this.#log.warn('no reconnect.secret configured: reconnect tokens are signed with a random per-process secret, so they do not survive a restart or work on another instance')
     }
-    return this.#tokens.generate(clientId, userId)
+    return this.#tokens.issue(clientId, userId)
   }
 
   async validateToken (token: string): Promise<ReconnectClaims> {
@@ -156,7 +163,8 @@ export class Resumption {
       : await this.store.takeSession(claims.clientId)
     if (session === undefined) return { offset, failed: 'unknown_session' }
     if (session.userId !== claims.userId) return { offset, failed: 'invalid' }
-    if (!route.reconnect!.replay || session.stream === this.stream) return { offset, session }
+    const used = { nonce: claims.nonce, expiresAt: claims.expiresAt }
+    if (!route.reconnect!.replay || session.stream === this.stream) return { offset, session, used }
     const copy = await this.#copy(session.stream)
     const after = entriesAfter(copy, offset)
     if (after === undefined) return { offset, failed: 'gap' }
@@ -164,7 +172,7 @@ export class Resumption {
     // the copy lost entries the client may have had: this log could add them again
     if (copy.length > 0 && copy[0].offset > 1 && copy[0].at > since) return { offset, failed: 'gap' }
     const rooms = new Set(session.rooms)
-    return { offset, session, remote: after.filter(e => addressedTo(e.target, session.clientId, session.userId, rooms)), seen: new Set(copy.map(e => e.id)), since }
+    return { offset, session, used, remote: after.filter(e => addressedTo(e.target, session.clientId, session.userId, rooms)), seen: new Set(copy.map(e => e.id)), since }
   }
 
   async #copy (stream: string): Promise<LogEntry[]> {
@@ -191,7 +199,7 @@ export class Resumption {
     const session = resume.session
     if (session === undefined) return { failed: resume.failed }
     if (fresh.userId !== undefined && fresh.userId !== session.userId) return { failed: 'invalid' }
-    const restored: Restored = { identity: { clientId: session.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms, received: session.received, uncertain: session.uncertain }
+    const restored: Restored = { identity: { clientId: session.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms, received: session.received, uncertain: session.uncertain, used: resume.used }
     if (!route.reconnect!.replay) return restored
     if (resume.remote !== undefined) {
       const replay = this.#replay!
@@ -216,9 +224,10 @@ export class Resumption {
    * so that they carry this log's offsets and a drop during the replay loses nothing.
    */
   welcome (conn: ManagedConnection, restored: Restored | undefined): void {
+    const issued = this.#issue(conn.id, conn.userId)
     const welcome: Welcome = {
       clientId: conn.id,
-      token: this.#issue(conn.id, conn.userId),
+      token: issued.token,
       offset: restored?.offset ?? this.#replay?.offset ?? 0,
       resumed: restored?.rooms !== undefined
     }
@@ -228,6 +237,8 @@ export class Resumption {
     const upstream = conn[kUpstream]
     if (upstream !== undefined) welcome.received = upstream.received
     write(conn, { data: welcomeFrame(welcome), binary: false }, true)
+    // until the client is heard from, this welcome may never have reached it (see saveSession)
+    if (welcome.resumed && restored?.used !== undefined && this.store.release !== undefined) conn[kHandshake] = { used: restored.used, issued }
     if (restored?.entries !== undefined) for (const entry of restored.entries) write(conn, { data: entry.frame, binary: false })
     if (restored?.remote !== undefined) {
       const target = { clientId: conn.id }
@@ -242,6 +253,21 @@ export class Resumption {
     const upstream = conn[kUpstream]
     if (upstream !== undefined) session.received = delivered(upstream)
     this.store.saveSession(session)
+    const handshake = conn[kHandshake]
+    if (handshake !== undefined) this.#reopen(handshake)
+  }
+
+  /**
+   * A resumed connection ended before the client was heard from: its welcome, with the next
+   * token, may never have arrived, and the client can only come back with the token it
+   * used. So that token is good once more, and the one the welcome carried is revoked (one
+   * of the two resumes, never both). A client that did get the welcome and comes back with
+   * it gets a fresh session (`invalid`): it had sent nothing since, so nothing is lost.
+   */
+  #reopen (handshake: Handshake): void {
+    const revoked = this.store.claim(handshake.issued.nonce, handshake.issued.expiresAt)
+    if (revoked instanceof Promise) revoked.catch((err: unknown) => this.#log.debug({ err }, 'unheard welcome\'s token not revoked'))
+    this.store.release!(handshake.used.nonce)
   }
 
   close (): void {

@@ -27,6 +27,11 @@ interface Payload { v: number, c: string, u?: string, iat: number, exp: number, 
 export interface NonceStore {
   /** Records the nonce until `expiresAt`; false if it was already recorded. */
   claim (nonce: string, expiresAt: number): boolean | Promise<boolean>
+  /**
+   * Forgets a claimed nonce, so that its token is good once more (a resume whose welcome may
+   * never have arrived). Optional: without it every token stays single-use, as before.
+   */
+  release? (nonce: string): void
   close (): void
 }
 
@@ -42,6 +47,10 @@ export class MemoryNonceStore implements NonceStore {
 
   get size (): number {
     return this.#used.size
+  }
+
+  release (nonce: string): void {
+    this.#used.delete(nonce)
   }
 
   claim (nonce: string, expiresAt: number): boolean {
@@ -86,11 +95,16 @@ export class ReconnectTokens {
   }
 
   generate (clientId: string, userId?: string): string {
+    return this.issue(clientId, userId).token
+  }
+
+  /** A token with its nonce and expiry (to revoke it later without reading it back). */
+  issue (clientId: string, userId?: string): { token: string, nonce: string, expiresAt: number } {
     const iat = this.#now()
     const payload: Payload = { v: VERSION, c: clientId, iat, exp: iat + this.#ttl, n: randomBytes(16).toString('base64url') }
     if (userId !== undefined) payload.u = userId
     const body = Buffer.from(JSON.stringify(payload)).toString('base64url')
-    return `${body}.${sign(this.#keys[0], body).toString('base64url')}`
+    return { token: `${body}.${sign(this.#keys[0], body).toString('base64url')}`, nonce: payload.n, expiresAt: payload.exp }
   }
 
   /**

@@ -1,0 +1,103 @@
+import { test, type Test as Tap } from 'tap'
+import WebSocket from 'ws'
+import type { FastifyInstance } from 'fastify'
+import type { WsStabilizerOptions } from '../plugin.ts'
+import { RedisAdapter } from '../lib/adapters/redis.ts'
+import { buildApp, until, urlOf } from './helpers.ts'
+import { kHandshake } from '../lib/symbols.ts'
+import { redisAvailable, startRedis } from './redis-server.ts'
+
+/*
+ * A drop during the resume itself: the server used up the token and sent its welcome, with
+ * the next token, but the client never got it (the connection went before the client was
+ * heard from). The client can only come back with the token it used: that token is good once
+ * more, the one in the lost welcome is revoked, and the resume replays what it missed again.
+ * Once the client has been heard from (any frame), the token it used stays used.
+ */
+
+interface Welcome { type: 'welcome', token: string, offset: number, resumed: boolean, replayed?: number, resumeFailed?: string }
+
+const SECRET = 'welcome-lost-secret-0123456789ab'
+
+async function server (t: Tap, options: WsStabilizerOptions = {}): Promise<FastifyInstance> {
+  return await buildApp(t, { reconnect: { secret: SECRET }, heartbeat: { enabled: false }, ...options }, app => {
+    app.get('/ws', { websocket: true, config: { ws: { reconnect: { maxDisconnect: 60_000 }, rooms: ['all'] } } }, () => {})
+  })
+}
+
+/** Opens a socket and reads its frames; `welcome` is the first. */
+async function open (t: Tap, url: string): Promise<{ socket: WebSocket, welcome: Welcome, frames: string[] }> {
+  const socket = new WebSocket(url)
+  socket.on('error', () => {})
+  t.teardown(() => socket.terminate())
+  const frames: string[] = []
+  socket.on('message', data => frames.push(String(data)))
+  await until(() => frames.length > 0)
+  return { socket, welcome: JSON.parse(frames[0]) as Welcome, frames }
+}
+
+function resumeUrl (app: FastifyInstance, welcome: Welcome, offset = welcome.offset): string {
+  return `${urlOf(app, '/ws')}?resume=${encodeURIComponent(welcome.token)}&offset=${offset}`
+}
+
+/** The client leaves without a word: the server's side ends as after a network drop. */
+async function vanish (app: FastifyInstance, socket: WebSocket): Promise<void> {
+  socket.terminate()
+  await until(() => app.wsManager.getConnectionCount() === 0)
+}
+
+async function welcomeLost (t: Tap, app: FastifyInstance): Promise<void> {
+  const first = await open(t, urlOf(app, '/ws'))
+  await vanish(app, first.socket)
+  app.wsManager.broadcast({ missed: 1 }, { room: 'all' })
+
+  // the resume works on the server, but its welcome (and the replay) never reach the client
+  const lost = await open(t, resumeUrl(app, first.welcome))
+  t.equal(lost.welcome.resumed, true)
+  t.equal(lost.welcome.replayed, 1)
+  await vanish(app, lost.socket)
+
+  const again = await open(t, resumeUrl(app, first.welcome))
+  t.match(again.welcome, { resumed: true, replayed: 1 }, 'the token it used is good once more, and the replay comes again')
+  t.equal(again.welcome.offset, first.welcome.offset)
+  await until(() => again.frames.length > 1)
+  t.match(JSON.parse(again.frames[1]), { type: 'message', data: { missed: 1 } })
+
+  // heard from: a frame from the client; after that the used token stays used
+  again.socket.send('hello')
+  await until(() => [...app.wsManager.connections()][0]?.stats.messagesIn === 1)
+  await vanish(app, again.socket)
+  const reused = await open(t, resumeUrl(app, first.welcome))
+  t.match(reused.welcome, { resumed: false, resumeFailed: 'invalid' }, 'a client that was heard from cannot use its old token again')
+  await vanish(app, reused.socket)
+
+  const revoked = await open(t, resumeUrl(app, lost.welcome))
+  t.match(revoked.welcome, { resumed: false, resumeFailed: 'invalid' }, 'the token of the lost welcome was revoked')
+  await vanish(app, revoked.socket)
+  const next = await open(t, resumeUrl(app, again.welcome))
+  t.match(next.welcome, { resumed: true }, 'the welcome that arrived carries the token that works')
+}
+
+test('a resume whose welcome never arrived can be made again with the same token (memory adapter)', async (t) => {
+  await welcomeLost(t, await server(t))
+})
+
+test('the same with the Redis adapter (the nonce released in Redis)', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+  const redis = await startRedis(t)
+  await welcomeLost(t, await server(t, { adapter: new RedisAdapter({ url: redis.url, prefix: 'wl' }) }))
+})
+
+test('a ping from the client is being heard from, too', async (t) => {
+  const app = await server(t)
+  const first = await open(t, urlOf(app, '/ws'))
+  await vanish(app, first.socket)
+  const resumed = await open(t, resumeUrl(app, first.welcome))
+  t.equal(resumed.welcome.resumed, true)
+  const conn = [...app.wsManager.connections()][0]
+  t.not(conn[kHandshake], undefined, 'not heard from yet')
+  resumed.socket.ping()
+  await until(() => conn[kHandshake] === undefined)
+  await vanish(app, resumed.socket)
+  const reused = await open(t, resumeUrl(app, first.welcome))
+  t.match(reused.welcome, { resumeFailed: 'invalid' }, 'after a ping the used token stays used')
+})
