@@ -101,3 +101,20 @@ test('a ping from the client is being heard from, too', async (t) => {
   const reused = await open(t, resumeUrl(app, first.welcome))
   t.match(reused.welcome, { resumeFailed: 'invalid' }, 'after a ping the used token stays used')
 })
+
+test('Redis down when such a connection ends: the release and the revoke fail, reported, nothing thrown', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+  const redis = await startRedis(t)
+  const lines: string[] = []
+  const app = await buildApp(t, { reconnect: { secret: SECRET }, heartbeat: { enabled: false }, adapter: new RedisAdapter({ url: redis.url, prefix: 'wl-down' }) }, app => {
+    app.get('/ws', { websocket: true, config: { ws: { reconnect: true } } }, () => {})
+  }, { logger: { level: 'debug', stream: { write: (line: string) => { lines.push(line) } } } })
+  const first = await open(t, urlOf(app, '/ws'))
+  await vanish(app, first.socket)
+  const lost = await open(t, resumeUrl(app, first.welcome))
+  t.equal(lost.welcome.resumed, true)
+  await redis.stop()
+  await until(() => app.wsManager.health().status === 'degraded')
+  await vanish(app, lost.socket)
+  await until(() => lines.some(l => l.includes('token nonce not released')) && lines.some(l => l.includes('token not revoked')), 5000, 'both failures logged')
+  t.equal(app.wsManager.health().status, 'degraded', 'the app carries on')
+})
