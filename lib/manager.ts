@@ -35,7 +35,7 @@ import {
   BroadcastFailedError, ConnectionLimitExceededError, ConnectionNotFoundError, ConnectionTimeoutError,
   ShutdownError, WebSocketStabilizerError
 } from './errors.ts'
-import { kConnectedAt, kHeld, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kSocketError, kUpstream } from './symbols.ts'
+import { kConnectedAt, kHeld, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kSocketError, kUpstream, kHandshake } from './symbols.ts'
 
 export type { BroadcastResult } from './delivery.ts'
 
@@ -633,7 +633,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     }
     const info: DisconnectInfo = { code, reason, disconnectReason: why, durationMs: Date.now() - conn[kConnectedAt], rooms }
     this.#stats.disconnected(why, conn.stats)
-    if (conn.route.reconnect !== undefined && why !== 'replaced') this.#resumption.saveSession(conn, rooms)
+    if (conn.route.reconnect !== undefined && why !== 'replaced') {
+      // a close frame from the client is hearing from it too (see Resumption.saveSession)
+      if (why === 'client_close') conn[kHandshake] = undefined
+      this.#resumption.saveSession(conn, rooms)
+    }
     conn[kMarkClosed](info)
     this.#requests.ended(conn, code, why)
     conn.log.info({ ...extra, code, reason, disconnectReason: why, durationMs: info.durationMs, ...conn.stats }, 'websocket disconnected')

@@ -10,9 +10,10 @@ import { redisAvailable, startRedis } from './redis-server.ts'
 /*
  * A drop during the resume itself: the server used up the token and sent its welcome, with
  * the next token, but the client never got it (the connection went before the client was
- * heard from). The client can only come back with the token it used: that token is good once
- * more, the one in the lost welcome is revoked, and the resume replays what it missed again.
- * Once the client has been heard from (any frame), the token it used stays used.
+ * heard from). The client can only come back with the token it used: that token is given
+ * back, paired with the one in the welcome; either resumes once (the resume replays what was
+ * missed again) and spends the other. Once the client has been heard from (any frame, a close
+ * frame too), the token it used stays used.
  */
 
 interface Welcome { type: 'welcome', token: string, offset: number, resumed: boolean, replayed?: number, resumeFailed?: string }
@@ -71,11 +72,22 @@ async function welcomeLost (t: Tap, app: FastifyInstance): Promise<void> {
   t.match(reused.welcome, { resumed: false, resumeFailed: 'invalid' }, 'a client that was heard from cannot use its old token again')
   await vanish(app, reused.socket)
 
-  const revoked = await open(t, resumeUrl(app, lost.welcome))
-  t.match(revoked.welcome, { resumed: false, resumeFailed: 'invalid' }, 'the token of the lost welcome was revoked')
-  await vanish(app, revoked.socket)
+  const spent = await open(t, resumeUrl(app, lost.welcome))
+  t.match(spent.welcome, { resumed: false, resumeFailed: 'invalid' }, 'the token of the lost welcome was spent with the one that was used again')
+  await vanish(app, spent.socket)
   const next = await open(t, resumeUrl(app, again.welcome))
   t.match(next.welcome, { resumed: true }, 'the welcome that arrived carries the token that works')
+  await vanish(app, next.socket)
+
+  // the other way round: the welcome did arrive, but the client was gone before it said anything
+  const quiet = await open(t, resumeUrl(app, next.welcome))
+  t.equal(quiet.welcome.resumed, true)
+  await vanish(app, quiet.socket)
+  const withNew = await open(t, resumeUrl(app, quiet.welcome))
+  t.match(withNew.welcome, { resumed: true }, 'the token of the welcome works')
+  await vanish(app, withNew.socket)
+  const withOld = await open(t, resumeUrl(app, next.welcome))
+  t.match(withOld.welcome, { resumed: false, resumeFailed: 'invalid' }, 'and spent the one it was paired with')
 }
 
 test('a resume whose welcome never arrived can be made again with the same token (memory adapter)', async (t) => {
@@ -102,7 +114,7 @@ test('a ping from the client is being heard from, too', async (t) => {
   t.match(reused.welcome, { resumeFailed: 'invalid' }, 'after a ping the used token stays used')
 })
 
-test('Redis down when such a connection ends: the release and the revoke fail, reported, nothing thrown', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+test('Redis down when such a connection ends: the release fails, is reported, nothing thrown', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
   const redis = await startRedis(t)
   const lines: string[] = []
   const app = await buildApp(t, { reconnect: { secret: SECRET }, heartbeat: { enabled: false }, adapter: new RedisAdapter({ url: redis.url, prefix: 'wl-down' }) }, app => {
@@ -115,6 +127,6 @@ test('Redis down when such a connection ends: the release and the revoke fail, r
   await redis.stop()
   await until(() => app.wsManager.health().status === 'degraded')
   await vanish(app, lost.socket)
-  await until(() => lines.some(l => l.includes('token nonce not released')) && lines.some(l => l.includes('token not revoked')), 5000, 'both failures logged')
+  await until(() => lines.some(l => l.includes('token nonce not released')), 5000, 'the failure logged')
   t.equal(app.wsManager.health().status, 'degraded', 'the app carries on')
 })

@@ -33,8 +33,8 @@ export class MemoryResumeStore implements ResumeStore {
     return this.nonces.claim(nonce, expiresAt)
   }
 
-  release (nonce: string): void {
-    this.nonces.release(nonce)
+  release (used: { nonce: string, expiresAt: number }, partner: { nonce: string, expiresAt: number }): void {
+    this.nonces.release(used, partner)
   }
 
   saveSession (session: Session): void {

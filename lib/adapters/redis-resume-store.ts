@@ -9,6 +9,9 @@ import { AdapterUnavailableError } from '../errors.ts'
 /*
  * The resume state in Redis, shared by every instance:
  * - `<prefix>:nonce:<nonce>`: a used token nonce, `SET NX` with the token's expiry;
+ * - `<prefix>:pair:<nonce>`: a nonce given back (a resume never heard from) and its partner,
+ *   `<partner>|<its expiry>`, both ways, each expiring with the token it names: claiming
+ *   either claims the other;
  * - `<prefix>:session:<clientId>`: a session that went away, JSON, expiring with it, taken with
  *   GETDEL; a session that is not there may be that of a connection whose instance died, or
  *   that is still open on another instance: the presence has those;
@@ -24,6 +27,19 @@ import { AdapterUnavailableError } from '../errors.ts'
  * Appends a batch of entries to a log stream (one command instead of one per entry) and sets
  * the stream's expiry: the first write makes the key, so that is where it must get one.
  */
+/**
+ * Claims a nonce (SET NX); a released one's partner (`pair:` keys, written by `release`) is
+ * claimed with it, and when the partner was claimed first this one is spent too.
+ */
+const CLAIM = `if not redis.call('SET', KEYS[1], '1', 'PXAT', ARGV[1], 'NX') then return 0 end
+local pair = redis.call('GET', KEYS[2])
+if not pair then return 1 end
+local sep = string.find(pair, '|', 1, true)
+local partner = string.sub(pair, 1, sep - 1)
+redis.call('DEL', KEYS[2], ARGV[2] .. 'pair:' .. partner)
+if not redis.call('SET', ARGV[2] .. 'nonce:' .. partner, '1', 'PXAT', string.sub(pair, sep + 1), 'NX') then return 0 end
+return 1`
+
 const APPEND = `for i = 3, #ARGV, 5 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i], 'i', ARGV[i + 1], 'a', ARGV[i + 2], 't', ARGV[i + 3], 'f', ARGV[i + 4])
 end
@@ -55,11 +71,16 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   async claim (nonce: string, expiresAt: number): Promise<boolean> {
-    return await this.#redis.set(`${this.#prefix}:nonce:${nonce}`, '1', 'PXAT', expiresAt, 'NX').catch(unavailable('the token nonce claim')) === 'OK'
+    return await this.#redis.eval(CLAIM, 2, `${this.#prefix}:nonce:${nonce}`, `${this.#prefix}:pair:${nonce}`, expiresAt, `${this.#prefix}:`).catch(unavailable('the token nonce claim')) === 1
   }
 
-  release (nonce: string): void {
-    this.#redis.del(`${this.#prefix}:nonce:${nonce}`).catch(err => this.#failed(err, 'token nonce not released'))
+  release (used: { nonce: string, expiresAt: number }, partner: { nonce: string, expiresAt: number }): void {
+    const p = this.#prefix
+    this.#redis.multi()
+      .del(`${p}:nonce:${used.nonce}`)
+      .set(`${p}:pair:${used.nonce}`, `${partner.nonce}|${partner.expiresAt}`, 'PXAT', partner.expiresAt)
+      .set(`${p}:pair:${partner.nonce}`, `${used.nonce}|${used.expiresAt}`, 'PXAT', used.expiresAt)
+      .exec().catch(err => this.#failed(err, 'token nonce not released'))
   }
 
   saveSession (session: Session): void {

@@ -259,15 +259,12 @@ export class Resumption {
 
   /**
    * A resumed connection ended before the client was heard from: its welcome, with the next
-   * token, may never have arrived, and the client can only come back with the token it
-   * used. So that token is good once more, and the one the welcome carried is revoked (one
-   * of the two resumes, never both). A client that did get the welcome and comes back with
-   * it gets a fresh session (`invalid`): it had sent nothing since, so nothing is lost.
+   * token, may never have arrived, and then the client can only come back with the token it
+   * used. So that token is given back, paired with the one the welcome carried: either can
+   * resume, once, and using one spends the other.
    */
   #reopen (handshake: Handshake): void {
-    const revoked = this.store.claim(handshake.issued.nonce, handshake.issued.expiresAt)
-    if (revoked instanceof Promise) revoked.catch((err: unknown) => this.#log.debug({ err }, 'unheard welcome\'s token not revoked'))
-    this.store.release!(handshake.used.nonce)
+    this.store.release!(handshake.used, handshake.issued)
   }
 
   close (): void {

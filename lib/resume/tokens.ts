@@ -28,16 +28,20 @@ export interface NonceStore {
   /** Records the nonce until `expiresAt`; false if it was already recorded. */
   claim (nonce: string, expiresAt: number): boolean | Promise<boolean>
   /**
-   * Forgets a claimed nonce, so that its token is good once more (a resume whose welcome may
-   * never have arrived). Optional: without it every token stays single-use, as before.
+   * Gives a claimed nonce back, paired with `partner` (an unclaimed one): whichever of the two
+   * is claimed first claims the other too, so one of the two tokens can still be used, once
+   * (a resume whose welcome, carrying `partner`, may never have arrived). Optional: without
+   * it every token stays single-use, as before.
    */
-  release? (nonce: string): void
+  release? (used: { nonce: string, expiresAt: number }, partner: { nonce: string, expiresAt: number }): void
   close (): void
 }
 
 /** Used nonces in a Map, swept by one unref'd timer. */
 export class MemoryNonceStore implements NonceStore {
   #used = new Map<string, number>()
+  /** Released nonces and their partners, both ways, with the partner's expiry. */
+  #pairs = new Map<string, { nonce: string, expiresAt: number }>()
   #timer: NodeJS.Timeout
 
   constructor (sweepEveryMs = 60_000) {
@@ -49,13 +53,22 @@ export class MemoryNonceStore implements NonceStore {
     return this.#used.size
   }
 
-  release (nonce: string): void {
-    this.#used.delete(nonce)
+  release (used: { nonce: string, expiresAt: number }, partner: { nonce: string, expiresAt: number }): void {
+    this.#used.delete(used.nonce)
+    this.#pairs.set(used.nonce, partner)
+    this.#pairs.set(partner.nonce, used)
   }
 
   claim (nonce: string, expiresAt: number): boolean {
     if (this.#used.has(nonce)) return false
     this.#used.set(nonce, expiresAt)
+    const partner = this.#pairs.get(nonce)
+    if (partner === undefined) return true
+    this.#pairs.delete(nonce)
+    this.#pairs.delete(partner.nonce)
+    // the other of the pair was used first: this one is spent with it
+    if (this.#used.has(partner.nonce)) return false
+    this.#used.set(partner.nonce, partner.expiresAt)
     return true
   }
 
@@ -63,6 +76,9 @@ export class MemoryNonceStore implements NonceStore {
   sweep (now: number): void {
     for (const [nonce, expiresAt] of this.#used) {
       if (expiresAt <= now) this.#used.delete(nonce)
+    }
+    for (const [nonce, partner] of this.#pairs) {
+      if (partner.expiresAt <= now) this.#pairs.delete(nonce)
     }
   }
 
