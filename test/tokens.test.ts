@@ -116,6 +116,33 @@ test('used nonces are kept only until their token would have expired', async (t)
   t.equal(nonces.size, 0)
 })
 
+test('a released nonce and its partner: either is claimed once and spends the other; pairs expire with their tokens', async (t) => {
+  const nonces = new MemoryNonceStore()
+  t.teardown(() => nonces.close())
+  const later = Date.now() + 60_000
+  t.equal(nonces.claim('used', later), true)
+  nonces.release({ nonce: 'used', expiresAt: later }, { nonce: 'next', expiresAt: later })
+  t.equal(nonces.claim('used', later), true, 'given back')
+  t.equal(nonces.claim('next', later), false, 'spent with it')
+
+  t.equal(nonces.claim('old', later), true)
+  nonces.release({ nonce: 'old', expiresAt: later }, { nonce: 'new', expiresAt: later })
+  t.equal(nonces.claim('new', later), true)
+  t.equal(nonces.claim('old', later), false)
+
+  // the partner was used before the release (a resume with it elsewhere while the first connection was half-open)
+  t.equal(nonces.claim('first', later), true)
+  t.equal(nonces.claim('second', later), true)
+  nonces.release({ nonce: 'first', expiresAt: later }, { nonce: 'second', expiresAt: later })
+  t.equal(nonces.claim('first', later), false, 'its partner was spent already, so it is too')
+
+  t.equal(nonces.claim('x', later), true)
+  nonces.release({ nonce: 'x', expiresAt: Date.now() + 10 }, { nonce: 'y', expiresAt: Date.now() + 10 })
+  nonces.sweep(Date.now() + 1000)
+  t.equal(nonces.claim('y', later), true, 'an expired pair is forgotten: y is a nonce like any other')
+  t.equal(nonces.claim('x', later), true, 'and x was given back')
+})
+
 test('the manager: generate and validate, userId of the live connection, single use, options', async (t) => {
   const app = await buildApp(t, { reconnect: { secret: [SECRET, OTHER], tokenTtl: 1000 } }, app => {
     app.get('/ws', { websocket: true, config: { ws: { identify: () => ({ clientId: 'me', userId: 'u1' }) } } }, () => {})
