@@ -102,6 +102,29 @@ export function adapterContract (t: Tap, makeAdapters: (n: number) => WsAdapter[
     await back.close()
   })
 
+  t.test('a resume never heard from gives its token back on every instance, paired with its welcome\'s', async (t) => {
+    const [a, b] = await Promise.all((await makeAdapters(2)).map(async adapter => await instance(t, adapter)))
+    const first = await connect(a, '/resume?user=bo')
+    const w0 = await first.json<Welcome>()
+    dropTcp(first)
+    await until(() => a.wsManager.getConnectionCount() === 0)
+
+    // resumed on b, but the client is gone before it says anything: its welcome may be lost
+    const unheard = await connect(b, `/resume?user=bo&resume=${w0.token}&offset=${w0.offset}`)
+    const w1 = await unheard.json<Welcome>()
+    t.match(w1, { resumed: true })
+    dropTcp(unheard)
+    await until(() => b.wsManager.getConnectionCount() === 0)
+    await new Promise(resolve => setTimeout(resolve, 50))
+
+    const again = await connect(a, `/resume?user=bo&resume=${w0.token}&offset=${w0.offset}`)
+    t.match(await again.json<Welcome>(), { clientId: w0.clientId, resumed: true }, 'the used token works once more, on the other instance')
+    await again.close()
+    const late = await connect(b, `/resume?user=bo&resume=${w1.token}&offset=${w0.offset}`)
+    t.match(await late.json<Welcome>(), { resumed: false, resumeFailed: 'invalid' }, 'the lost welcome\'s token was spent with it')
+    await late.close()
+  })
+
   t.test('cluster-wide state: counts, users, rooms, per-user limit across instances', async (t) => {
     const [adapterA, adapterB] = await makeAdapters(2)
     const a = await buildApp(t, { adapter: adapterA, limits: { maxConnectionsPerUser: 2 } }, app => {
