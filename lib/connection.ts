@@ -4,7 +4,7 @@ import type { RawData, WebSocket } from 'ws'
 import type { Encoded, OutboundMessage } from './outbound/encode.ts'
 import type { RouteSettings } from './route-settings.ts'
 import type { AnswerIn, DataIn } from './client/requests.ts'
-import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError, kUpstream, kHandshake } from './symbols.ts'
+import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError, kUpstream, kHandshake, kGeneration } from './symbols.ts'
 import { NO_METADATA } from './identity.ts'
 
 /** Why a connection ended; the `disconnectReason` of the disconnect event and log line. */
@@ -99,12 +99,6 @@ export interface InboundState {
 }
 
 /**
- * A numbered client's frames (protocol 2, inbound/acks.ts): how many of the session's frames
- * the server has had, how many it has acknowledged, up to which number a frame may have
- * been processed before (a resume from a crashed instance's snapshot), and the count the
- * presence last recorded. Made only for connections that asked for protocol 2.
- */
-/**
  * A resumed connection's tokens until the client is first heard from (resume/resumption.ts):
  * the one it used, and the one its welcome carried.
  */
@@ -113,6 +107,12 @@ export interface Handshake {
   readonly issued: { readonly nonce: string, readonly expiresAt: number }
 }
 
+/**
+ * A numbered client's frames (protocol 2, inbound/acks.ts): how many of the session's frames
+ * the server has had, how many it has acknowledged, up to which number a frame may have
+ * been processed before (a resume from a crashed instance's snapshot), and the count the
+ * presence last recorded. Made only for connections that asked for protocol 2.
+ */
 export interface UpstreamState {
   received: number
   acked: number
@@ -184,6 +184,8 @@ export class ManagedConnection {
   [kSocketError]: Error | undefined = undefined;
   /** @internal Only on connections that asked for protocol 2. */
   [kUpstream]: UpstreamState | undefined = undefined;
+  /** @internal How many times the client resumed before this connection (resume/sessions.ts). */
+  [kGeneration] = 0;
   /** @internal Set by a resume's welcome, cleared by the first frame from the client. */
   [kHandshake]: Handshake | undefined = undefined;
   /** @internal Made on the first join. */
@@ -239,10 +241,11 @@ export class ManagedConnection {
   }
 
   /** @internal What another instance needs to resume this connection (on resumable routes). */
-  get session (): { metadata: Record<string, unknown>, connectedAt: number, upstream?: UpstreamState } | undefined {
+  get session (): { metadata: Record<string, unknown>, connectedAt: number, generation: number, upstream?: UpstreamState } | undefined {
     if (this.route.reconnect === undefined) return undefined
     const upstream = this[kUpstream]
-    return upstream === undefined ? { metadata: this.metadata, connectedAt: this[kConnectedAt] } : { metadata: this.metadata, connectedAt: this[kConnectedAt], upstream }
+    const session = { metadata: this.metadata, connectedAt: this[kConnectedAt], generation: this[kGeneration] }
+    return upstream === undefined ? session : { ...session, upstream }
   }
 
   /** The rooms this connection is in. */

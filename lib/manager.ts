@@ -35,7 +35,7 @@ import {
   BroadcastFailedError, ConnectionLimitExceededError, ConnectionNotFoundError, ConnectionTimeoutError,
   ShutdownError, WebSocketStabilizerError
 } from './errors.ts'
-import { kConnectedAt, kHeld, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kSocketError, kUpstream, kHandshake } from './symbols.ts'
+import { kConnectedAt, kHeld, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kSocketError, kUpstream, kHandshake, kGeneration } from './symbols.ts'
 
 export type { BroadcastResult } from './delivery.ts'
 
@@ -392,6 +392,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const identity = restored?.identity ?? fresh
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)
     conn[kUpstream] = upstream
+    if (restored?.identity !== undefined) conn[kGeneration] = restored.generation! + 1
     if (request !== undefined) {
       conn.ip = request.ip
       conn.principal = pending.principal

@@ -29,6 +29,7 @@ export const kHeld = Symbol('fastify-websocket-stabilizer.held')
 /** @internal The count of a numbered client's frames (protocol 2, inbound/acks.ts). */
 /** @internal A resumed connection's tokens until the client is heard from (resume/resumption.ts). */
 export const kHandshake = Symbol('fastify-websocket-stabilizer.handshake')
+export const kGeneration = Symbol('fastify-websocket-stabilizer.generation')
 export const kUpstream = Symbol('fastify-websocket-stabilizer.upstream')
 /** @internal The first error a socket emitted. */
 export const kSocketError = Symbol('fastify-websocket-stabilizer.socket-error')

@@ -232,7 +232,7 @@ test('ReplayLog: bounded by count and bytes, compacts, tells a gap from an empty
 
 test('SessionStore: expired sessions are swept and never taken', async (t) => {
   const { SessionStore } = await import('../lib/resume/sessions.ts')
-  const store = new SessionStore(10)
+  const store = new SessionStore(10, 60_000)
   t.teardown(() => store.close())
   const now = Date.now()
   store.save({ clientId: 'old', userId: undefined, metadata: {}, rooms: [], stream: 's', connectedAt: 0, expiresAt: now + 15 })
@@ -244,7 +244,8 @@ test('SessionStore: expired sessions are swept and never taken', async (t) => {
   store.save({ clientId: 'stale', userId: undefined, metadata: {}, rooms: [], stream: 's', connectedAt: 0, expiresAt: now })
   t.equal(store.take('stale', now + 1), undefined, 'expired but not yet swept: still not taken')
   t.equal(store.take('new', Date.now())?.clientId, 'new')
-  t.equal(store.size, 0)
+  t.equal(store.size, 1, 'the taken one left its fence')
+  t.equal(store.take('new', Date.now()), undefined, 'a fence is never taken')
 })
 
 test('a token made for a client while it was away carries no user: it cannot resume a user\'s session', async (t) => {

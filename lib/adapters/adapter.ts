@@ -37,6 +37,8 @@ export interface PresenceEntry {
   readonly session?: {
     readonly metadata: Record<string, unknown>
     readonly connectedAt: number
+    /** How many times the client resumed before this connection. */
+    readonly generation: number
     /** Protocol 2: the count of the client's frames; the presence records it (`recorded`) with the entry. */
     readonly upstream?: { readonly received: number, recorded: number }
   }

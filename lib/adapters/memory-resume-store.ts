@@ -19,7 +19,7 @@ export class MemoryResumeStore implements ResumeStore {
   constructor (options: ResumeStoreOptions, shared: boolean) {
     this.#options = options
     this.nonces = new MemoryNonceStore(options.sweepEvery)
-    this.sessions = new SessionStore(options.sweepEvery)
+    this.sessions = new SessionStore(options.sweepEvery, options.retention)
     this.logs = shared ? new Map() : undefined
   }
 

@@ -9,7 +9,7 @@ import type { Session } from '../resume/sessions.ts'
  * - `<prefix>:instances`: the set of instance ids (the dead are pruned by whoever notices),
  *   expiring as the presence does, `ttl + retention` after the last heartbeat of any instance;
  * - `<prefix>:presence:<id>`: hash clientId → `{"u":userId,"r":[rooms]}` (plus metadata and
- *   connection time for resumable connections, and the count of a numbered client's frames,
+ *   connection time for resumable connections, their generation once resumed, and the count of a numbered client's frames,
  *   written again with each heartbeat when it changed), kept `retention` ms longer than the
  *   instance's own key, so that the clients of an instance that died can resume elsewhere;
  * - `<prefix>:users:<id>`: hash userId → the user's connection count on the instance, expiring with it.
@@ -146,32 +146,37 @@ export class RedisPresence implements PresenceManager {
 
   /**
    * The session of a resumable connection that is not in the store: it is still open on
-   * another instance (`liveOn`: a half-open socket there), or its instance died. Taken
-   * out of a dead instance's presence, so it is resumed once.
+   * another instance (`liveOn`: a half-open socket there), or its instance died. Of several
+   * (an instance that has not yet noticed that the client resumed elsewhere), the newest
+   * generation's. Taken out of a dead instance's presence, so it is resumed once.
    */
   async takeOrphan (clientId: string): Promise<Session | undefined> {
     const instances = await this.#instances()
     const pipeline = this.#redis.pipeline()
     for (const { id } of instances) pipeline.hget(this.#key('presence', id), clientId)
     const answers = await pipeline.exec()
+    let newest: { entry: Encoded, generation: number, id: string, alive: boolean } | undefined
     for (let i = 0; i < instances.length; i++) {
       const raw = answers![i][1] as string | null
       if (raw === null) continue
-      const { id, alive } = instances[i]
       const entry = JSON.parse(raw) as Encoded
-      if (entry.m === undefined) return undefined
-      // a dead instance's entry is taken out; the token it is resumed with is good once anyway
-      if (!alive) await this.#redis.hdel(this.#key('presence', id), clientId)
-      const session: Session = { clientId, userId: entry.u, metadata: entry.m, rooms: entry.r, stream: id, connectedAt: entry.c!, expiresAt: Date.now() + this.#retention }
-      // a count written with the presence may be behind what the instance had processed
-      if (entry.n !== undefined) {
-        session.received = entry.n
-        session.uncertain = true
-      }
-      if (alive) session.liveOn = id
-      return session
+      const generation = entry.g ?? 0
+      if (newest === undefined || generation > newest.generation) newest = { entry, generation, ...instances[i] }
     }
-    return undefined
+    if (newest === undefined) return undefined
+    const { entry, id, alive } = newest
+    if (entry.m === undefined) return undefined
+    // a dead instance's entry is taken out; the token it is resumed with is good once anyway
+    if (!alive) await this.#redis.hdel(this.#key('presence', id), clientId)
+    const session: Session = { clientId, userId: entry.u, metadata: entry.m, rooms: entry.r, stream: id, connectedAt: entry.c!, expiresAt: Date.now() + this.#retention }
+    if (entry.g !== undefined) session.generation = entry.g
+    // a count written with the presence may be behind what the instance had processed
+    if (entry.n !== undefined) {
+      session.received = entry.n
+      session.uncertain = true
+    }
+    if (alive) session.liveOn = id
+    return session
   }
 
   async remoteConnections (): Promise<PresenceEntry[]> {
@@ -218,7 +223,7 @@ export class RedisPresence implements PresenceManager {
   }
 }
 
-interface Encoded { u?: string, r: string[], m?: Record<string, unknown>, c?: number, n?: number }
+interface Encoded { u?: string, r: string[], m?: Record<string, unknown>, c?: number, n?: number, g?: number }
 
 function encodeEntry (conn: PresenceEntry): string {
   const entry: Encoded = { u: conn.userId, r: [...conn.rooms] }
@@ -226,6 +231,7 @@ function encodeEntry (conn: PresenceEntry): string {
   if (session !== undefined) {
     entry.m = session.metadata
     entry.c = session.connectedAt
+    if (session.generation > 0) entry.g = session.generation
     const upstream = session.upstream
     if (upstream !== undefined) entry.n = upstream.recorded = upstream.received
   }

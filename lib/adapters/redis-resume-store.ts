@@ -12,9 +12,12 @@ import { AdapterUnavailableError } from '../errors.ts'
  * - `<prefix>:pair:<nonce>`: a nonce given back (a resume never heard from) and its partner,
  *   `<partner>|<its expiry>`, both ways, each expiring with the token it names: claiming
  *   either claims the other;
- * - `<prefix>:session:<clientId>`: a session that went away, JSON, expiring with it, taken with
- *   GETDEL; a session that is not there may be that of a connection whose instance died, or
- *   that is still open on another instance: the presence has those;
+ * - `<prefix>:session:<clientId>`: a session that went away, JSON, expiring with it; a resume
+ *   takes it and leaves a fence in its place, `{"fence":true,"generation":N}` expiring
+ *   `retention` ms later, so that a save of an older generation (an instance that noticed a
+ *   half-open socket late) is refused; a session that is not there may be that of a connection
+ *   whose instance died, or that is still open on another instance: the presence has those
+ *   (a session taken from there gets its fence too);
  * - `<prefix>:log:<instance>`: a stream holding a copy of the instance's replay log, the
  *   entry id being `<offset>-1`, trimmed to about `replayMessages` entries and expiring
  *   `retention` ms after the instance last wrote to it or, while it lives, refreshed it
@@ -38,6 +41,20 @@ local sep = string.find(pair, '|', 1, true)
 local partner = string.sub(pair, 1, sep - 1)
 redis.call('DEL', KEYS[2], ARGV[2] .. 'pair:' .. partner)
 if not redis.call('SET', ARGV[2] .. 'nonce:' .. partner, '1', 'PXAT', string.sub(pair, sep + 1), 'NX') then return 0 end
+return 1`
+
+/** Takes a session, leaving its fence (ARGV[1]: until when, ms since the epoch); a fence is not taken. */
+const TAKE = `local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local session = cjson.decode(raw)
+if session.fence then return false end
+redis.call('SET', KEYS[1], cjson.encode({ fence = true, generation = (session.generation or 0) + 1 }), 'PXAT', ARGV[1])
+return raw`
+
+/** Writes a session or a fence (ARGV: the JSON, its generation, until when) unless a newer generation is there. */
+const PUT = `local raw = redis.call('GET', KEYS[1])
+if raw and (cjson.decode(raw).generation or 0) > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
 return 1`
 
 const APPEND = `for i = 3, #ARGV, 5 do
@@ -84,7 +101,13 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   saveSession (session: Session): void {
-    this.#redis.set(`${this.#prefix}:session:${session.clientId}`, JSON.stringify(session), 'PXAT', session.expiresAt).catch(err => this.#failed(err, 'session not saved'))
+    this.#put(session.clientId, JSON.stringify(session), session.generation ?? 0, session.expiresAt).then(saved => {
+      if (!saved) this.#log.debug({ clientId: session.clientId }, 'session not saved: the client resumed elsewhere since')
+    }, err => this.#failed(err, 'session not saved'))
+  }
+
+  async #put (clientId: string, json: string, generation: number, until: number): Promise<boolean> {
+    return await this.#redis.eval(PUT, 1, `${this.#prefix}:session:${clientId}`, json, generation, until) === 1
   }
 
   async takeSession (clientId: string): Promise<Session | undefined> {
@@ -92,9 +115,15 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   async #takeSession (clientId: string): Promise<Session | undefined> {
-    const raw = await this.#redis.getdel(`${this.#prefix}:session:${clientId}`)
-    // the key expires with the session (PXAT)
-    return raw === null ? await this.#presence.takeOrphan(clientId) : JSON.parse(raw) as Session
+    const until = Date.now() + this.#options.retention
+    const raw = await this.#redis.eval(TAKE, 1, `${this.#prefix}:session:${clientId}`, until) as string | null
+    if (raw !== null) return JSON.parse(raw) as Session
+    const orphan = await this.#presence.takeOrphan(clientId)
+    if (orphan === undefined) return undefined
+    // a half-open socket there may yet end and save this session: the fence refuses it
+    const generation = (orphan.generation ?? 0) + 1
+    await this.#put(clientId, JSON.stringify({ fence: true, generation }), generation, until)
+    return orphan
   }
 
   append (stream: string, entry: LogEntry): void {

@@ -19,9 +19,17 @@ export interface ResumeStore extends NonceStore {
    * fails as `unavailable`, never passes.
    */
   claim (nonce: string, expiresAt: number): boolean | Promise<boolean>
-  /** Keeps a session until `session.expiresAt`. Must not throw; may persist later. */
+  /**
+   * Keeps a session until `session.expiresAt`, unless a resume took a newer generation's
+   * place (see `takeSession`). Must not throw; may persist later.
+   */
   saveSession (session: Session): void
-  /** Removes and returns a session that has not expired. A store that cannot answer rejects: the resume fails as `unavailable`. */
+  /**
+   * Removes and returns a session that has not expired, and leaves a fence for `retention` ms:
+   * a later save of that client's session with a generation below the taken one's plus one is
+   * refused (it comes from an instance that noticed a half-open socket late). A store that
+   * cannot answer rejects: the resume fails as `unavailable`.
+   */
   takeSession (clientId: string): Session | undefined | Promise<Session | undefined>
   /** Copies an entry of the log named `stream` (the instance's id). Must not throw or wait. */
   append (stream: string, entry: LogEntry): void

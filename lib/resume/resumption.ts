@@ -13,7 +13,7 @@ import type { Session } from './sessions.ts'
 import { ReconnectTokens, type ReconnectClaims } from './tokens.ts'
 import type { ResumeStore } from '../adapters/resume-store.ts'
 import type { Outgoing } from '../delivery.ts'
-import { kHandshake, kUpstream } from '../symbols.ts'
+import { kGeneration, kHandshake, kUpstream } from '../symbols.ts'
 import { delivered } from './upstream-count.ts'
 
 /*
@@ -69,6 +69,8 @@ export interface Restored {
   uncertain?: boolean
   /** The token the resume used up. */
   used?: UsedToken
+  /** How many times the client resumed before the connection this resume restores. */
+  generation?: number
 }
 
 /** How long a copy of another instance's log read for a resume is reused (a reconnect storm reads it once). */
@@ -159,7 +161,7 @@ export class Resumption {
    */
   async lookup (claims: ReconnectClaims, offset: number, route: RouteSettings, live: ManagedConnection | undefined): Promise<PendingResume> {
     const session = live !== undefined
-      ? { clientId: live.id, userId: live.userId, metadata: live.metadata, rooms: [...live.rooms], stream: this.stream, connectedAt: live.connectedAt.getTime(), expiresAt: Infinity }
+      ? { clientId: live.id, userId: live.userId, metadata: live.metadata, rooms: [...live.rooms], stream: this.stream, connectedAt: live.connectedAt.getTime(), expiresAt: Infinity, generation: live[kGeneration] }
       : await this.store.takeSession(claims.clientId)
     if (session === undefined) return { offset, failed: 'unknown_session' }
     if (session.userId !== claims.userId) return { offset, failed: 'invalid' }
@@ -199,7 +201,7 @@ export class Resumption {
     const session = resume.session
     if (session === undefined) return { failed: resume.failed }
     if (fresh.userId !== undefined && fresh.userId !== session.userId) return { failed: 'invalid' }
-    const restored: Restored = { identity: { clientId: session.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms, received: session.received, uncertain: session.uncertain, used: resume.used }
+    const restored: Restored = { identity: { clientId: session.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms, received: session.received, uncertain: session.uncertain, used: resume.used, generation: session.generation ?? 0 }
     if (!route.reconnect!.replay) return restored
     if (resume.remote !== undefined) {
       const replay = this.#replay!
@@ -250,6 +252,7 @@ export class Resumption {
   /** Keeps a resumable connection's session after it went away, for `maxDisconnect` ms. */
   saveSession (conn: ManagedConnection, rooms: string[]): void {
     const session: Session = { clientId: conn.id, userId: conn.userId, metadata: conn.metadata, rooms, stream: this.stream, connectedAt: conn.connectedAt.getTime(), expiresAt: Date.now() + conn.route.reconnect!.maxDisconnect }
+    if (conn[kGeneration] > 0) session.generation = conn[kGeneration]
     const upstream = conn[kUpstream]
     if (upstream !== undefined) session.received = delivered(upstream)
     this.store.saveSession(session)

@@ -2,6 +2,11 @@
  * Sessions of resumable connections that went away: who they were and which rooms they
  * were in, kept for `maxDisconnect` ms so the client can come back. One unref'd timer
  * sweeps the expired ones.
+ *
+ * A session taken by a resume leaves a fence for `maxDisconnect` ms: the generation the
+ * resumed connection has. A save of an older generation is refused, so that an instance
+ * that notices a half-open socket late (the client had resumed elsewhere meanwhile) does
+ * not put back a session that is behind the client's.
  */
 
 export interface Session {
@@ -20,35 +25,56 @@ export interface Session {
   received?: number
   /** The count is a snapshot that may be behind (the presence of an instance that died, or of a half-open socket there). */
   uncertain?: boolean
+  /** How many times the client resumed before this session's connection (absent: 0). */
+  generation?: number
+}
+
+/** What a taken session leaves: the generation of the connection that resumed it. */
+export interface Fence {
+  fence: true
+  generation: number
+  expiresAt: number
 }
 
 export class SessionStore {
-  #sessions = new Map<string, Session>()
+  #sessions = new Map<string, Session | Fence>()
   #timer: NodeJS.Timeout | undefined = undefined
   #sweepEvery: number
+  #fenceFor: number
 
-  constructor (sweepEveryMs: number) {
+  /** `fenceForMs`: how long a taken session's fence stands (`reconnect.maxDisconnect`). */
+  constructor (sweepEveryMs: number, fenceForMs: number) {
     this.#sweepEvery = sweepEveryMs
+    this.#fenceFor = fenceForMs
   }
 
+  /** Sessions and fences kept. */
   get size (): number {
     return this.#sessions.size
   }
 
-  save (session: Session): void {
+  /** Keeps the session; false (and nothing kept) when a newer connection of the client took its place. */
+  save (session: Session): boolean {
+    const kept = this.#sessions.get(session.clientId)
+    if (kept !== undefined && kept.expiresAt > Date.now() && (kept.generation ?? 0) > (session.generation ?? 0)) return false
     this.#sessions.set(session.clientId, session)
     if (this.#timer === undefined) {
       this.#timer = setInterval(() => this.sweep(Date.now()), this.#sweepEvery)
       this.#timer.unref()
     }
+    return true
   }
 
-  /** Removes and returns the session, unless it has expired. */
+  /** Returns the session, unless it has expired, and leaves its fence. */
   take (clientId: string, now: number): Session | undefined {
     const session = this.#sessions.get(clientId)
-    if (session === undefined) return undefined
-    this.#sessions.delete(clientId)
-    return session.expiresAt > now ? session : undefined
+    if (session === undefined || 'fence' in session) return undefined
+    if (session.expiresAt <= now) {
+      this.#sessions.delete(clientId)
+      return undefined
+    }
+    this.#sessions.set(clientId, { fence: true, generation: (session.generation ?? 0) + 1, expiresAt: now + this.#fenceFor })
+    return session
   }
 
   sweep (now: number): void {
