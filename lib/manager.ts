@@ -11,6 +11,7 @@ import type { OutboundMessage } from './outbound/encode.ts'
 import { checkConnectionLimits, type LimitViolation } from './limits.ts'
 import { errorLevel, isTooLarge, sentCloseCode } from './inbound/socket-errors.ts'
 import { awaitClosed, type ShutdownReport } from './shutdown.ts'
+import { flushWindows } from './outbound/frame.ts'
 import { attachListeners } from './inbound/listeners.ts'
 import { defaultRouteSettings, type RouteSettings } from './route-settings.ts'
 import type { MessageRouter } from './inbound/router.ts'
@@ -474,6 +475,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       if (!this.#end(conn, options.closeCode, options.closeReason, 'server_shutdown', false)) failed++
       sockets.push(conn.socket)
     }
+    // what write coalescing holds, close frames included, goes out now
+    flushWindows()
     const { clean, terminated } = await awaitClosed(sockets, options.timeout)
     this.#resumption.close()
     this.#acks.close()

@@ -64,6 +64,16 @@ export const BackpressureOptionsSchema = Type.Object({
   policy: Type.Union([Type.Literal('close'), Type.Literal('drop')], { default: 'close', expected: '`close` or `drop`' })
 }, { additionalProperties: false, default: {}, expected: 'an object' })
 
+export const FlushOptionsSchema = Type.Object({
+  /**
+   * Write coalescing, in ms: a socket's writes within this long after its first leave together,
+   * in one write (Centrifugo's `client.write_delay`). Costs up to that much latency per message,
+   * saves a write syscall per message per socket under load. 0 (default): each message is written
+   * at once (several in one event-loop turn still leave together).
+   */
+  delay: Type.Number({ minimum: 0, maximum: 1000, default: 0, expected: 'a number of milliseconds from 0 to 1000' })
+}, { additionalProperties: false, default: {}, expected: 'an object' })
+
 export const RateLimitOptionsSchema = Type.Object({
   /** Inbound messages per second per connection (a token bucket); 0 means unlimited. */
   messagesPerSecond: count(0, 'a non-negative number (0 = unlimited)'),
@@ -116,6 +126,7 @@ export const PluginOptionsSchema = Type.Object({
   shutdown: ShutdownOptionsSchema,
   reconnect: ReconnectOptionsSchema,
   backpressure: BackpressureOptionsSchema,
+  flush: FlushOptionsSchema,
   rateLimit: RateLimitOptionsSchema,
   /** The server's requests to clients (`conn.request`). */
   requests: Type.Object({

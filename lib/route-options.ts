@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { InvalidRouteOptionsError } from './errors.ts'
-import { HeartbeatModeSchema, BackpressureOptionsSchema, RateLimitOptionsSchema, check, show, type HeartbeatOptions, type ResolvedOptions } from './options.ts'
+import { HeartbeatModeSchema, BackpressureOptionsSchema, FlushOptionsSchema, RateLimitOptionsSchema, check, show, type HeartbeatOptions, type ResolvedOptions } from './options.ts'
 import type { IdentifyFn } from './identity.ts'
 import { resolveAuth, type RouteAuthOptions } from './auth.ts'
 import { resolveRateLimit, type RouteSettings } from './route-settings.ts'
@@ -56,6 +56,8 @@ export const RouteOptionsSchema = Type.Object({
   ], { expected: 'a boolean or { replay?, maxDisconnect? }' })),
   /** Slow-consumer rules for this route (over the plugin's). */
   backpressure: Type.Optional(Type.Partial(BackpressureOptionsSchema, { additionalProperties: false, expected: 'an object' })),
+  /** Write coalescing for this route (over the plugin's `flush`). */
+  flush: Type.Optional(Type.Partial(FlushOptionsSchema, { additionalProperties: false, expected: 'an object' })),
   /** Inbound rate limits for this route (over the plugin's). */
   rateLimit: Type.Optional(Type.Partial(RateLimitOptionsSchema, { additionalProperties: false, expected: 'an object' })),
   /** Allowed browser origins for this route (replaces the plugin's `allowedOrigins`). */
@@ -131,6 +133,7 @@ export function resolveRouteOptions (url: string, input: unknown, options: Resol
       ? undefined
       : { replay: true, maxDisconnect: options.reconnect.maxDisconnect, ...(route.reconnect === true ? {} : route.reconnect) },
     backpressure: { ...options.backpressure, ...route.backpressure },
+    flushDelay: route.flush?.delay ?? options.flush.delay,
     rateLimit: resolveRateLimit(rateLimit),
     violations: { maxViolations: rateLimit.maxViolations, window: rateLimit.window },
     allowedOrigins: toSet(route.allowedOrigins ?? options.allowedOrigins),

@@ -35,6 +35,8 @@ export interface RouteSettings {
   /** The resume protocol, when the route has it. */
   readonly reconnect: RouteReconnect | undefined
   readonly backpressure: BackpressureOptions
+  /** Write coalescing window in ms (`flush.delay`); 0: none. */
+  readonly flushDelay: number
   /** Inbound rate limits, resolved (burst filled in); undefined when there are none. */
   readonly rateLimit: ResolvedRateLimit | undefined
   /** How many violations (rate limited or invalid messages) within how long close a connection. */
@@ -59,6 +61,7 @@ export function defaultRouteSettings (options: ResolvedOptions): RouteSettings {
     heartbeat: options.heartbeat,
     reconnect: undefined,
     backpressure: options.backpressure,
+    flushDelay: options.flush.delay,
     rateLimit: resolveRateLimit(options.rateLimit),
     violations: { maxViolations: options.rateLimit.maxViolations, window: options.rateLimit.window },
     allowedOrigins: undefined,

@@ -92,9 +92,13 @@ export function canWriteFrame (socket: WebSocket): boolean {
 
 const kWrittenIn = Symbol('wsStabilizer.writtenIn')
 const kCorkedIn = Symbol('wsStabilizer.corkedIn')
+const kDelayedIn = Symbol('wsStabilizer.delayedIn')
 
-/** The tick of a socket's last write and of its cork, kept on the ws object (the plugin's symbols already live there). */
-type Tracked = WebSocket & WsInternals & { [kWrittenIn]?: number, [kCorkedIn]?: number }
+/**
+ * The tick of a socket's last write and of its cork, and the delay window it is corked in,
+ * kept on the ws object (the plugin's symbols already live there).
+ */
+type Tracked = WebSocket & WsInternals & { [kWrittenIn]?: number, [kCorkedIn]?: number, [kDelayedIn]?: number }
 
 /**
  * This module's only state, one for the process (shared by every manager): the write tick,
@@ -112,13 +116,75 @@ function endOfTick (): void {
 }
 
 /**
+ * Write coalescing (`flush.delay`): a socket written to is corked until the end of a window
+ * of `delay` ms, so that everything it gets meanwhile leaves in one writev. One timer per
+ * delay value for every socket (none per connection); a window opens with the first write
+ * after the last one closed. The sockets corked in it are uncorked when it closes, or before,
+ * one by one, when more than their limit is held (as within a tick).
+ */
+interface Window {
+  /** Unique per window, so that a socket knows whether it is corked in the open one. */
+  id: number
+  timer: NodeJS.Timeout | undefined
+  readonly delay: number
+  readonly corked: Socket[]
+}
+
+const windows = new Map<number, Window>()
+let lastWindow = 0
+
+function closeWindow (window: Window): void {
+  window.timer = undefined
+  const corked = window.corked
+  for (let i = 0; i < corked.length; i++) corked[i].uncork()
+  corked.length = 0
+}
+
+/**
+ * Corks the socket under the current window of `delay` ms (opening one if none is open),
+ * unless it is corked in it already. Whatever reaches the socket until the window closes
+ * (frames, `socket.send()`, pings, a close frame) leaves together, in order.
+ */
+export function coalesce (socket: WebSocket, delay: number): void {
+  const tracked = socket as Tracked
+  // an open socket (the caller checked) has its net.Socket
+  const raw = tracked._socket!
+  let window = windows.get(delay)
+  if (window === undefined) windows.set(delay, window = { id: 0, timer: undefined, delay, corked: [] })
+  if (window.timer === undefined) {
+    window.id = ++lastWindow
+    window.timer = setTimeout(closeWindow, delay, window)
+  }
+  if (tracked[kDelayedIn] === window.id) return
+  tracked[kDelayedIn] = window.id
+  raw.cork()
+  window.corked.push(raw)
+}
+
+/** Closes every open window now: what they hold goes out (at shutdown, before the close frames). */
+export function flushWindows (): void {
+  for (const window of windows.values()) {
+    if (window.timer === undefined) continue
+    clearTimeout(window.timer)
+    closeWindow(window)
+  }
+}
+
+/**
  * Writes a message's frame to an open socket (see `canWriteFrame`): the first write of a
  * tick at once, later ones of the same tick corked until the end of the tick, or until
- * more than `limit` bytes (at most CORK_LIMIT) are held.
+ * more than `limit` bytes (at most CORK_LIMIT) are held. With a `delay` (ms), the socket is
+ * corked for the window instead (see `coalesce`), within the same limit.
  */
-export function writeFrame (socket: WebSocket, message: Frameable, limit: number): void {
+export function writeFrame (socket: WebSocket, message: Frameable, limit: number, delay = 0): void {
   const tracked = socket as Tracked
   const raw = tracked._socket!
+  if (delay > 0) {
+    coalesce(socket, delay)
+    put(raw, frame(message))
+    if (raw.writableCorked > 0 && raw.writableLength > (limit < CORK_LIMIT ? limit : CORK_LIMIT)) raw.uncork()
+    return
+  }
   const tick = ticks.current
   if (!ticks.endScheduled) {
     ticks.endScheduled = true
@@ -131,7 +197,12 @@ export function writeFrame (socket: WebSocket, message: Frameable, limit: number
     raw.cork()
     ticks.corked.push(raw)
   }
-  const bytes = frame(message)
+  put(raw, frame(message))
+  // held long enough: out now, and written at once for the rest of the tick (kCorkedIn stays)
+  if (tracked[kCorkedIn] === tick && raw.writableCorked > 0 && raw.writableLength > (limit < CORK_LIMIT ? limit : CORK_LIMIT)) raw.uncork()
+}
+
+function put (raw: Socket, bytes: Buffer | Buffer[]): void {
   if (Buffer.isBuffer(bytes)) {
     raw.write(bytes)
   } else {
@@ -140,8 +211,6 @@ export function writeFrame (socket: WebSocket, message: Frameable, limit: number
     raw.write(bytes[1])
     raw.uncork()
   }
-  // held long enough: out now, and written at once for the rest of the tick (kCorkedIn stays)
-  if (tracked[kCorkedIn] === tick && raw.writableCorked > 0 && raw.writableLength > (limit < CORK_LIMIT ? limit : CORK_LIMIT)) raw.uncork()
 }
 
 /**

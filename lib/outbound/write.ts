@@ -2,7 +2,7 @@ import type { ManagedConnection } from '../connection.ts'
 import type { Encoded } from './encode.ts'
 import { CloseCode } from '../close-codes.ts'
 import { kHeld, kHost, kSlowSince } from '../symbols.ts'
-import { canWriteFrame, compressingBytes, fragmentOpen, sendOptions, waitingBytes, whenFragmentEnds, writeFrame } from './frame.ts'
+import { canWriteFrame, coalesce, compressingBytes, fragmentOpen, sendOptions, waitingBytes, whenFragmentEnds, writeFrame } from './frame.ts'
 
 /**
  * The single place where the plugin writes a data message to a socket.
@@ -44,8 +44,14 @@ function put (conn: ManagedConnection, message: Encoded, control: boolean): stri
   const socket = conn.socket
   try {
     // the frame made once for every recipient, when ws would write the same bytes (see frame.ts)
-    if (canWriteFrame(socket)) writeFrame(socket, message, conn.route.backpressure.highWaterMark)
-    else socket.send(message.data, sendOptions(socket, message))
+    const route = conn.route
+    if (canWriteFrame(socket)) {
+      writeFrame(socket, message, route.backpressure.highWaterMark, route.flushDelay)
+    } else {
+      // with a flush delay, what ws writes itself waits in the same window, behind what came before
+      if (route.flushDelay > 0) coalesce(socket, route.flushDelay)
+      socket.send(message.data, sendOptions(socket, message))
+    }
   /* c8 ignore next 3: ws does not throw on an open socket today; this keeps one bad socket from ending a broadcast loop if it ever does */
   } catch (err) {
     return (err as Error).message

@@ -17,7 +17,8 @@ import { build } from './build.ts'
  * `--quick` runs once with fewer clients. Results: test/bench/results/bench-results.{md,json}.
  * For one figure at a time: `--only=ws,plugin` (contenders), `--part=idle` or `--part=fanout`
  * (single-process parts), `--idle=10000` (idle connections), `--runs=N`. `--part=upstream`:
- * what numbering the client's messages costs (upstream.ts), alone.
+ * what numbering the client's messages costs (upstream.ts), alone. `plugin+flush` is the plugin
+ * with `flush: { delay: 1 }` (write coalescing), in the fan-out part only.
  */
 
 const quick = process.argv.includes('--quick')
@@ -241,7 +242,7 @@ async function clusterRun (name: ContenderName, redisUrl: string, run: number): 
   }
 }
 
-const local: ContenderName[] = (['ws', 'fastify-ws', 'socket.io', 'plugin'] as const).filter(n => only === undefined || only.includes(n))
+const local: ContenderName[] = (['ws', 'fastify-ws', 'socket.io', 'plugin', 'plugin+flush'] as const).filter(n => only === undefined || only.includes(n))
 const clustered: ContenderName[] = (['socket.io+redis', 'plugin+redis'] as const).filter(n => part === undefined && (only === undefined || only.includes(n)))
 
 function elapsed (): string {
@@ -265,7 +266,8 @@ try {
         process.stdout.write(`round ${rounds}: ${name} fan-out (${elapsed()})\n`)
         await fanoutRun(name)
       }
-      if (part !== 'fanout') {
+      // write coalescing changes nothing of an idle connection
+      if (part !== 'fanout' && name !== 'plugin+flush') {
         process.stdout.write(`round ${rounds}: ${name} idle (${elapsed()})\n`)
         await idleRun(name)
       }

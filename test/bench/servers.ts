@@ -15,7 +15,7 @@ import { RedisAdapter } from '../../lib/adapters/redis.ts'
  * count its clients, close. Each runs in a child process of its own (see server.ts).
  */
 
-export type ContenderName = 'ws' | 'fastify-ws' | 'socket.io' | 'plugin' | 'socket.io+redis' | 'plugin+redis'
+export type ContenderName = 'ws' | 'fastify-ws' | 'socket.io' | 'plugin' | 'plugin+flush' | 'socket.io+redis' | 'plugin+redis'
 
 export interface ContenderOptions {
   /** Heartbeat period in ms (each contender's own mechanism). */
@@ -168,11 +168,12 @@ export async function socketIoRedis (options: ContenderOptions): Promise<Contend
   return await socketIo(options, true)
 }
 
-async function stabilizer (options: ContenderOptions, redis: boolean): Promise<Contender> {
+async function stabilizer (options: ContenderOptions, redis: boolean, flushDelay = 0): Promise<Contender> {
   const app: FastifyInstance = Fastify()
   await app.register(wsStabilizer, {
     heartbeat: { interval: options.heartbeat, timeout: options.heartbeat * 3 },
-    adapter: redis ? new RedisAdapter({ url: options.redisUrl!, prefix: options.prefix }) : undefined
+    adapter: redis ? new RedisAdapter({ url: options.redisUrl!, prefix: options.prefix }) : undefined,
+    flush: { delay: flushDelay }
   })
   app.get('/ws', { websocket: true }, () => {})
   await app.listen({ port: 0, host: HOST })
@@ -194,6 +195,11 @@ export async function pluginMemory (options: ContenderOptions): Promise<Contende
   return await stabilizer(options, false)
 }
 
+/** This plugin with write coalescing of 1 ms (`flush.delay`). */
+export async function pluginFlush (options: ContenderOptions): Promise<Contender> {
+  return await stabilizer(options, false, 1)
+}
+
 /** This plugin with its RedisAdapter. */
 export async function pluginRedis (options: ContenderOptions): Promise<Contender> {
   return await stabilizer(options, true)
@@ -204,6 +210,7 @@ export const contenders: Record<ContenderName, (options: ContenderOptions) => Pr
   'fastify-ws': fastifyWs,
   'socket.io': socketIoMemory,
   plugin: pluginMemory,
+  'plugin+flush': pluginFlush,
   'socket.io+redis': socketIoRedis,
   'plugin+redis': pluginRedis
 }
