@@ -120,6 +120,8 @@ export interface UpstreamState {
   recorded: number
   /** The number of the first frame held for a `message` listener not attached yet (0 when none). */
   held: number
+  /** How many unacknowledged frames make an ack go out at once (inbound/acks.ts). */
+  every: number
 }
 
 /** A per-type rate-limit bucket of the message router: messages only. */

@@ -20,7 +20,7 @@ import { Stats, connectionStats, userStats, type ConnectionStatsSnapshot, type R
 import type { ReconnectClaims } from './resume/tokens.ts'
 import { ClusterView } from './cluster-view.ts'
 import { InboundGuard } from './inbound/guard.ts'
-import { Acks } from './inbound/acks.ts'
+import { Acks, ackThreshold } from './inbound/acks.ts'
 import { continueCount, delivered, freshCount } from './resume/upstream-count.ts'
 import { errorFrame } from './resume/protocol.ts'
 import { ServerRequests } from './requests.ts'
@@ -382,13 +382,14 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     let restored = resume === undefined ? undefined : this.#resumption.restore(fresh, route, resume)
     let upstream
     if (pending.numbered === true) {
+      const every = ackThreshold(pending.window)
       if (restored?.identity !== undefined) {
         // a half-open connection still here has the exact count; otherwise the session's
         const live = this.#registry.get(restored.identity.clientId)?.[kUpstream]
-        upstream = continueCount(live === undefined ? restored.received ?? 0 : delivered(live), live === undefined && restored.uncertain === true, resume!.sent!)
+        upstream = continueCount(live === undefined ? restored.received ?? 0 : delivered(live), live === undefined && restored.uncertain === true, resume!.sent!, every)
         if (upstream === undefined) restored = { failed: 'invalid' }
       }
-      upstream ??= freshCount()
+      upstream ??= freshCount(every)
     }
     const identity = restored?.identity ?? fresh
     const conn = new ManagedConnection(this.#host, socket, identity, route, log)

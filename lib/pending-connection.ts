@@ -13,6 +13,8 @@ export interface PendingConnection {
   resume?: PendingResume
   /** The client asked for protocol 2 (numbered frames, acknowledged) on a resume-protocol route. */
   numbered?: boolean
+  /** Protocol 2: the most unacknowledged frames the client keeps (`w`), when it says. */
+  window?: number
   /** The user's connections on the other instances, for the per-user limit. */
   elsewhere?: number
   principal?: Principal

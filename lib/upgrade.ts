@@ -82,7 +82,8 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
     const resume = route.reconnect === undefined ? undefined : await readResume(manager, request, route, numbered)
     const userId = resume?.session?.userId ?? identity.userId
     const elsewhere = userId !== undefined && route.limits.maxConnectionsPerUser > 0 ? await manager.connectionsElsewhere(userId) : 0
-    ;(request.raw as RawWithPending)[kPending] = { request, response: reply.raw, identity, route, resume, numbered, elsewhere, principal, refused }
+    const window = numbered ? clientWindow(request) : undefined
+    ;(request.raw as RawWithPending)[kPending] = { request, response: reply.raw, identity, route, resume, numbered, window, elsewhere, principal, refused }
   }
 }
 
@@ -149,6 +150,15 @@ function count (raw: unknown): number {
 /** Protocol 2 (numbered client frames) is asked for with `v=2` or `x-ws-version: 2`; anything else is protocol 1. */
 function asksNumbered (request: FastifyRequest): boolean {
   return (request.query as Record<string, unknown>).v === '2' || request.headers['x-ws-version'] === '2'
+}
+
+/**
+ * Protocol 2: the most unacknowledged frames the client keeps, from `w` (or `x-ws-window`),
+ * a whole number from 1; anything else is as if it said nothing.
+ */
+function clientWindow (request: FastifyRequest): number | undefined {
+  const window = count((request.query as Record<string, unknown>).w ?? request.headers['x-ws-window'])
+  return window > 0 ? window : undefined
 }
 
 /** The websocketServer `connection` listener: registers the socket prepared by the preHandler. */

@@ -12,6 +12,7 @@ test('the resume address keeps the URL\'s own query', async (t) => {
   t.equal(s.address('ws://h/ws?a=1', 0), 'ws://h/ws?a=1&v=2', 'numbering: v=2 on every connection')
   s.welcome({ type: 'welcome', v: 2, clientId: 'c', token: 't', offset: 3, resumed: false, received: 0 })
   t.equal(s.address('ws://h/ws?v=1', 17), 'ws://h/ws?v=2&resume=t&offset=3&sent=17', 'and the count of frames sent on a resume')
+  t.equal(s.address('ws://h/ws', 17, 50), 'ws://h/ws?v=2&w=50&resume=t&offset=3&sent=17', 'and the window it keeps, w')
   s.clear()
   t.same([s.clientId, s.token, s.offset], [undefined, undefined, 0])
 })

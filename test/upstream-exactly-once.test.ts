@@ -136,6 +136,51 @@ test('acknowledgements: at once after 64 frames, within ~200 ms for fewer; the w
   t.equal(got.length, 70)
 })
 
+test('a client that keeps few frames (w) gets its ack at half its window; a bad w is as if it said nothing', async (t) => {
+  const { app, got } = await server(t, undefined)
+  const firstAck = async (query: string, sends: number, headers?: Record<string, string>): Promise<string[]> => {
+    const frames: string[] = []
+    const ws = new WebSocket(urlOf(app, headers === undefined ? `/ws?v=2${query}` : '/ws'), { headers })
+    ws.on('message', data => frames.push(data.toString()))
+    t.teardown(() => ws.terminate())
+    await until(() => frames.length === 1, 2000, 'the welcome')
+    for (let i = 1; i <= sends; i++) ws.send(`m${i}`)
+    await until(() => frames.length >= 2, 2000, 'the first ack')
+    return frames.slice(1)
+  }
+  t.same(await firstAck('&w=8', 7), ['{"type":"ack","received":4}'], 'w=8: the 4th frame is acknowledged at once, not 200 ms later with all 7')
+  const each = await firstAck('&w=1', 3)
+  await until(() => each.length >= 3, 2000, 'three acks')
+  t.same(each, [1, 2, 3].map(n => `{"type":"ack","received":${n}}`), 'w=1: every frame')
+  t.same(await firstAck('', 3, { 'x-ws-version': '2', 'x-ws-window': '4' }), ['{"type":"ack","received":2}'], 'or in headers: x-ws-window')
+  t.same(await firstAck('&w=1000', 70), ['{"type":"ack","received":64}'], 'a large window: at most 64')
+  t.same(await firstAck('&w=0', 70), ['{"type":"ack","received":64}'], 'w=0: the default')
+  t.same(await firstAck('&w=x', 70), ['{"type":"ack","received":64}'], 'not a number: the default')
+  t.equal(got.length, 7 + 3 + 3 + 70 * 3)
+})
+
+test('the client says its window (maxQueueSize): a small one never waits on the ack timer for room', async (t) => {
+  const { app, got } = await server(t, undefined)
+  const urls: string[] = []
+  const acks: string[] = []
+  class Spy extends WebSocket {
+    constructor (url: string, protocols?: string | string[]) {
+      urls.push(url)
+      super(url, protocols)
+      this.on('message', data => { if (data.toString().startsWith('{"type":"ack"')) acks.push(data.toString()) })
+    }
+  }
+  const c = new StabilizerClient(urlOf(app, '/ws'), { WebSocket: Spy as unknown as ClientOptions['WebSocket'], maxQueueSize: 4 })
+  t.teardown(() => c.close())
+  await c.connect()
+  t.match(urls[0], /[?&]v=2&w=4$/, 'v=2 with w=maxQueueSize')
+  for (let i = 1; i <= 4; i++) c.send(`m${i}`)
+  t.throws(() => c.send('m5'), { code: 'WS_CLIENT_QUEUE_FULL' }, 'four wait')
+  await until(() => c.unacknowledged === 0, 2000, 'acknowledged')
+  t.same(acks, ['{"type":"ack","received":2}', '{"type":"ack","received":4}'], 'an ack at the 2nd frame and at the 4th, not one by the timer')
+  t.equal(got.length, 4)
+})
+
 test('a client that does not ask for v=2 gets protocol 1: no count, no acks, the same welcome', async (t) => {
   const { app, got } = await server(t, undefined)
   const frames: string[] = []

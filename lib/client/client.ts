@@ -235,7 +235,7 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
     if (!this.#resuming) this.#outbox.restart()
     let socket: SocketLike
     try {
-      socket = new this.#options.WebSocket(this.#session.address(this.url, this.#numbered ? this.#outbox.sent : undefined), this.#options.protocols)
+      socket = new this.#options.WebSocket(this.#session.address(this.url, this.#numbered ? this.#outbox.sent : undefined, this.#options.maxQueueSize), this.#options.protocols)
     } catch (err) {
       // a URL the WebSocket refuses now, it will refuse on every attempt
       const gaveUp = new ClientError(Codes.GAVE_UP, `the WebSocket could not be created: ${String(err)}`, { cause: err })

@@ -22,15 +22,19 @@ export class Session {
   }
 
   /**
-   * The address of the next attempt: `url` with, added to its own query, `v=2` when the
-   * client numbers its frames (`sent` is its count of the session's frames), and `resume`,
-   * `offset` (and `sent`) when there is a token.
+   * The address of the next attempt: `url` with, added to its own query, `v=2` and `w` (the
+   * most frames it keeps unacknowledged, `window`) when the client numbers its frames (`sent`
+   * is its count of the session's frames), and `resume`, `offset` (and `sent`) when there is
+   * a token.
    */
-  address (url: string, sent: number | undefined): string {
+  address (url: string, sent: number | undefined, window?: number): string {
     if (this.token === undefined && sent === undefined) return url
     const q = url.indexOf('?')
     const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1))
-    if (sent !== undefined) query.set('v', '2')
+    if (sent !== undefined) {
+      query.set('v', '2')
+      if (window !== undefined) query.set('w', String(window))
+    }
     if (this.token !== undefined) {
       query.set('resume', this.token)
       query.set('offset', String(this.offset))

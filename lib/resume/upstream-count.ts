@@ -11,9 +11,9 @@ import type { UpstreamState } from '../connection.ts'
 /** The most frames a resume may claim beyond what the server had: a count past it is out of window. */
 export const MAX_RESEND = 1_048_576
 
-/** The state of a new connection that numbers from the start. */
-export function freshCount (): UpstreamState {
-  return { received: 0, acked: 0, redeliverUntil: 0, recorded: 0, held: 0 }
+/** The state of a new connection that numbers from the start, acknowledged every `every` frames. */
+export function freshCount (every: number): UpstreamState {
+  return { received: 0, acked: 0, redeliverUntil: 0, recorded: 0, held: 0, every }
 }
 
 /**
@@ -30,7 +30,7 @@ export function delivered (upstream: UpstreamState): number {
  * than the server had (the client says it sent fewer than the server received), or more
  * than `MAX_RESEND` beyond it.
  */
-export function continueCount (had: number, uncertain: boolean, sent: number): UpstreamState | undefined {
+export function continueCount (had: number, uncertain: boolean, sent: number, every: number): UpstreamState | undefined {
   if (sent < had || sent - had > MAX_RESEND) return undefined
-  return { received: had, acked: had, redeliverUntil: uncertain ? sent : had, recorded: had, held: 0 }
+  return { received: had, acked: had, redeliverUntil: uncertain ? sent : had, recorded: had, held: 0, every }
 }
