@@ -117,7 +117,13 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#delivery = new Delivery(this.#registry, this.#rooms)
     this.#host = {
       send: (conn, message, options) => deliverTo(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile)) === undefined,
-      logged: (conn, message) => { deliverTo(conn, this.#resumption.prepareEncoded(message, { clientId: conn.id })) },
+      logged: (conn, message) => {
+        const target = { clientId: conn.id }
+        const out = this.#resumption.prepareEncoded(message, target)
+        deliverTo(conn, out)
+        // and to the other instances' logs: the client may be resuming on one of them now
+        this.adapter.publish(toCluster(target, out))
+      },
       join: (conn, room) => this.#join(conn, room),
       leave: (conn, room) => this.#leave(conn, room),
       close: (conn, code, reason, why, extra) => this.#end(conn, code, reason, why, false, extra),
@@ -144,7 +150,12 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       stats: this.#stats,
       log: this.#log
     })
-    this.#requests = new ServerRequests(options.requests.timeout, this.#guard)
+    const guard = this.#guard
+    this.#requests = new ServerRequests(this.instanceId, options.requests.timeout, {
+      rejected: (conn, code, message, id) => { guard.rejected(conn, code, message, id) },
+      forward: (instance, clientId, data) => { this.adapter.publish({ type: 'answer', instance, clientId, data }) },
+      log: this.#log
+    })
   }
 
   /** True from the start of a shutdown on: new connections are refused. */
@@ -557,6 +568,10 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   /** A message from another instance: logged here too (with this log's offset), then delivered. */
   #deliverRemote (message: ClusterMessage): void {
+    if (message.type === 'answer') {
+      if (message.instance === this.instanceId) this.#requests.forwarded(message.clientId, message.data)
+      return
+    }
     if (message.type === 'disconnect') {
       const conn = this.#registry.get(message.clientId)
       if (conn !== undefined) this.#end(conn, message.code, message.reason, message.code === CloseCode.REPLACED ? 'replaced' : 'server_disconnect', false)

@@ -8,7 +8,8 @@ test('cluster codec: every kind of message survives the trip, bytes untouched', 
     { type: 'broadcast', data: Buffer.from([0, 10, 255]), binary: true, volatile: true },
     { type: 'user', userId: 'u', data: Buffer.from('text\nwith a newline'), binary: false },
     { type: 'client', clientId: 'c', data: Buffer.alloc(0), binary: false },
-    { type: 'disconnect', clientId: 'c', code: 4001, reason: 'replaced' }
+    { type: 'disconnect', clientId: 'c', code: 4001, reason: 'replaced' },
+    { type: 'answer', instance: 'other', clientId: 'c', data: Buffer.from('{"type":"response","id":"s:x:1",\n"data":1}') }
   ]
   for (const message of messages) {
     const decoded = decodeClusterMessage(encodeClusterMessage('me', message))!

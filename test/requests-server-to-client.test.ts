@@ -138,7 +138,7 @@ test('an answer to no request, another client\'s, or a malformed one: an error f
   const asked = first.request('q', { n: 1 }, { timeout: 2000 })
   const frame = await raw.json<{ type: string, id: string, name: string, data: unknown }>()
   t.same(frame, { type: 'request', id: frame.id, name: 'q', data: { n: 1 } })
-  t.match(frame.id, /^s:\d+$/)
+  t.match(frame.id, /^s:[0-9a-f-]{36}:\d+$/)
   other.send({ type: 'response', id: frame.id, data: 'not yours' })
   t.match(await other.json(), { type: 'error', code: 'UNKNOWN_REQUEST', id: frame.id })
   raw.send({ type: 'response', id: frame.id, error: 'no object' })

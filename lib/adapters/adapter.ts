@@ -27,6 +27,8 @@ export type ClusterMessage =
   | ClusterPayload & { type: 'user', userId: string }
   | ClusterPayload & { type: 'client', clientId: string }
   | { type: 'disconnect', clientId: string, code: number, reason: string }
+  /** A client's answer to a server request of another instance (`instance`), forwarded by the one the client resumed on. */
+  | { type: 'answer', instance: string, clientId: string, data: Buffer }
 
 /** A connection as the other instances see it. */
 export interface PresenceEntry {

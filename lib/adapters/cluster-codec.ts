@@ -20,6 +20,8 @@ interface Header {
   i?: string
   code?: number
   why?: string
+  /** the instance an answer is for */
+  n?: string
 }
 
 const NEWLINE = 0x0a
@@ -31,6 +33,11 @@ export function encodeClusterMessage (origin: string, message: ClusterMessage): 
     header.code = message.code
     header.why = message.reason
     return Buffer.from(JSON.stringify(header) + '\n')
+  }
+  if (message.type === 'answer') {
+    header.n = message.instance
+    header.c = message.clientId
+    return Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), message.data])
   }
   if (message.type === 'broadcast') {
     if (message.rooms !== undefined) header.r = message.rooms
@@ -59,6 +66,7 @@ export function decodeClusterMessage (buffer: Buffer): { origin: string, message
   }
   if (typeof header !== 'object' || header === null || typeof header.o !== 'string') return undefined
   if (header.t === 'disconnect') return { origin: header.o, message: { type: 'disconnect', clientId: String(header.c), code: Number(header.code), reason: String(header.why) } }
+  if (header.t === 'answer') return { origin: header.o, message: { type: 'answer', instance: String(header.n), clientId: String(header.c), data: buffer.subarray(end + 1) } }
   const payload = { data: buffer.subarray(end + 1), binary: header.b === 1, json: header.j === 1, volatile: header.v === 1, id: header.i }
   if (header.t === 'broadcast') return { origin: header.o, message: { type: 'broadcast', rooms: header.r, exclude: header.x, ...payload } }
   if (header.t === 'user') return { origin: header.o, message: { type: 'user', userId: String(header.u), ...payload } }

@@ -167,7 +167,12 @@ export class Resumption {
     if (session.userId !== claims.userId) return { offset, failed: 'invalid' }
     const used = { nonce: claims.nonce, expiresAt: claims.expiresAt }
     if (!route.reconnect!.replay || session.stream === this.stream) return { offset, session, used }
-    const copy = await this.#copy(session.stream)
+    let copy = await this.#copy(session.stream)
+    // a copy read for an earlier resume may end before this client's offset: read it again
+    if (copy.length > 0 && offset > copy[copy.length - 1].offset) {
+      this.#forget(session.stream)
+      copy = await this.#copy(session.stream)
+    }
     const after = entriesAfter(copy, offset)
     if (after === undefined) return { offset, failed: 'gap' }
     const since = lastSeenAt(copy, offset, session.connectedAt) - CLOCK_MARGIN
