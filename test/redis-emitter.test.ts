@@ -206,6 +206,8 @@ test('options are checked like the adapter\'s, calls like the manager\'s', { ski
   ]
   for (const [call, message] of calls) await t.rejects(call(), { code: 'FST_WS_ERROR', message })
   t.equal(emitter.client.status, 'wait', 'nothing was published')
+  await emitter.close()
+  t.equal(emitter.client.status, 'end', 'closed without connecting')
 })
 
 test('close(): a client it made is closed after what was published, a client you gave is left open', { skip }, async (t) => {

@@ -98,7 +98,9 @@ export class RedisEmitter {
     this.#closed = true
     if (!this.#owned) return
     try {
-      await this.client.quit()
+      // never connected (`lazyConnect` and nothing published): nothing to wait for
+      if (this.client.status === 'wait') this.client.disconnect()
+      else await this.client.quit()
     } catch {
       // the publishes before it failed, and so did the quit queued behind them
       this.client.disconnect()
