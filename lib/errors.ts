@@ -68,6 +68,10 @@ export const AdapterUnavailableError = createError<'FST_WS_ADAPTER_UNAVAILABLE',
 export const InvalidAdapterOptionsError = createError(
   'FST_WS_INVALID_ADAPTER_OPTIONS', 'Invalid %s options: %s', 500, Base)
 
+/** `RedisEmitter`: Redis did not take the message (unreachable past ioredis' retries, or the emitter is closed); `err.cause` is the ioredis error. */
+export const EmitFailedError = createError<'FST_WS_EMIT_FAILED', 503, [what: string, cause: string, options?: { cause: unknown }]>(
+  'FST_WS_EMIT_FAILED', 'RedisEmitter could not publish %s: %s', 503, Base)
+
 /** `conn.request()`: the client did not answer within the timeout. */
 export const RequestTimeoutError = createError(
   'FST_WS_REQUEST_TIMEOUT', 'The client `%s` did not answer the request `%s` within %d ms', 504, Base)

@@ -4,10 +4,18 @@ import { InvalidAdapterOptionsError } from '../errors.ts'
 import { check, show } from '../options.ts'
 
 /*
- * RedisAdapter's options: a TypeBox schema with a doc comment per field, checked once in
- * the constructor like the plugin's own (an unknown field, `urll`, is an error naming it).
- * The clients are checked beside the schema.
+ * RedisAdapter's and RedisEmitter's options: TypeBox schemas with a doc comment per field,
+ * checked once in the constructor like the plugin's own (an unknown field, `urll`, is an
+ * error naming it). The clients are checked beside the schema.
  */
+
+/** The prefix of every channel and key when none is given. */
+export const DEFAULT_PREFIX = 'wss'
+
+/** The one channel every instance publishes its messages on and subscribes to. */
+export function messageChannel (prefix: string): string {
+  return `${prefix}:msg`
+}
 
 export const RedisAdapterOptionsSchema = Type.Object({
   /** A Redis URL (`redis://host:port/db`): the adapter makes its clients and closes them. */
@@ -61,12 +69,48 @@ export function checkRedisAdapterOptions (options: unknown): RedisAdapterOptions
   const result = check(RedisAdapterOptionsSchema, options, '', false)
   if (result.problem !== undefined) fail(result.problem)
   const { client, subscriber } = options as RedisAdapterOptions
-  checkClient(client, 'client')
-  checkClient(subscriber, 'subscriber')
+  checkClient(client, 'client', fail)
+  checkClient(subscriber, 'subscriber', fail)
   return options as RedisAdapterOptions
 }
 
-function checkClient (value: unknown, name: string): void {
+export const RedisEmitterOptionsSchema = Type.Object({
+  /** A Redis URL (`redis://host:port/db`): the emitter makes its client and closes it in `close()`. */
+  url: Type.Optional(Type.String({ minLength: 1, expected: 'a Redis URL such as redis://host:6379/0' })),
+  /** ioredis options for the client the emitter makes. */
+  redisOptions: Type.Optional(Type.Object({}, { additionalProperties: true, expected: 'an object of ioredis options' })),
+  /** Your ioredis client instead of `url`: the emitter publishes on it and never closes it. */
+  client: Type.Optional(Type.Unknown()),
+  /** The adapter's `prefix` (default `wss`): the emitter publishes on its channel. */
+  prefix: Type.Optional(Type.String({ minLength: 1, expected: 'a non-empty string' }))
+}, { additionalProperties: false, expected: 'an object' })
+
+export interface RedisEmitterOptions {
+  /** A Redis URL (`redis://host:port/db`): the emitter makes its client and closes it in `close()`. */
+  url?: string
+  /** ioredis options for the client the emitter makes. */
+  redisOptions?: RedisOptions
+  /** Your ioredis client instead of `url`: the emitter publishes on it and never closes it. */
+  client?: Redis
+  /** The adapter's `prefix` (default `wss`): the emitter publishes on its channel. */
+  prefix?: string
+}
+
+/** Throws InvalidAdapterOptionsError naming the field, or returns the options as given. */
+export function checkRedisEmitterOptions (options: unknown): RedisEmitterOptions {
+  const fail = (problem: string): never => { throw new InvalidAdapterOptionsError('RedisEmitter', problem) }
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) fail(`Expected \`options\` to be an object, got \`${show(options)}\``)
+  const result = check(RedisEmitterOptionsSchema, options, '', false)
+  if (result.problem !== undefined) fail(result.problem)
+  const { client, url, redisOptions } = options as RedisEmitterOptions
+  checkClient(client, 'client', fail)
+  if (client !== undefined && (url !== undefined || redisOptions !== undefined)) {
+    fail('Expected either `client` or `url` (with `redisOptions`), got both: the options of your client are your client\'s')
+  }
+  return options as RedisEmitterOptions
+}
+
+function checkClient (value: unknown, name: string, fail: (problem: string) => never): void {
   if (value === undefined) return
   const redis = value as Partial<Redis> | null
   if (typeof redis?.duplicate !== 'function' || typeof redis.publish !== 'function' || typeof redis.subscribe !== 'function') {

@@ -3,9 +3,10 @@ import type { FastifyBaseLogger } from 'fastify'
 import { ClusterAdapter } from './cluster-adapter.ts'
 import { RedisPresence } from './redis-presence.ts'
 import { RedisResumeStore } from './redis-resume-store.ts'
-import { checkRedisAdapterOptions, type RedisAdapterOptions } from './redis-options.ts'
+import { checkRedisAdapterOptions, DEFAULT_PREFIX, messageChannel, type RedisAdapterOptions } from './redis-options.ts'
 
-export type { RedisAdapterOptions } from './redis-options.ts'
+export type { RedisAdapterOptions, RedisEmitterOptions } from './redis-options.ts'
+export { RedisEmitter } from './redis-emitter.ts'
 import type { ResumeStoreOptions } from './resume-store.ts'
 
 /*
@@ -38,8 +39,8 @@ export class RedisAdapter extends ClusterAdapter {
   constructor (input: RedisAdapterOptions = {}) {
     const options = checkRedisAdapterOptions(input)
     super({ maxQueue: options.maxQueue ?? 1000 })
-    this.prefix = options.prefix ?? 'wss'
-    this.channel = `${this.prefix}:msg`
+    this.prefix = options.prefix ?? DEFAULT_PREFIX
+    this.channel = messageChannel(this.prefix)
     // commands fail at once while disconnected: the adapter queues (bounded) rather than ioredis (unbounded)
     const own: RedisOptions = { ...options.redisOptions, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true }
     if (options.client !== undefined) {

@@ -1,0 +1,33 @@
+import { expect, test } from 'tstyche'
+import { Redis } from 'ioredis'
+import { RedisEmitter, type RedisEmitterOptions } from '../lib/adapters/redis.ts'
+import { EmitFailedError } from '../plugin.ts'
+
+const emitter = new RedisEmitter({ url: 'redis://x', prefix: 'app' })
+
+test('the emitter is made from a URL or your client', () => {
+  expect(new RedisEmitter()).type.toBe<RedisEmitter>()
+  expect(new RedisEmitter({ client: new Redis({ lazyConnect: true }) })).type.toBe<RedisEmitter>()
+  expect(RedisEmitter).type.toBeConstructableWith({ url: 'redis://x', redisOptions: { connectTimeout: 1000 } })
+  expect(RedisEmitter).type.not.toBeConstructableWith({ prefix: 1 })
+  expect(RedisEmitter).type.not.toBeConstructableWith({ client: {} })
+  expect(RedisEmitter).type.not.toBeConstructableWith({ maxQueue: 10 })
+  expect<RedisEmitterOptions>().type.toBeAssignableFrom({ url: 'redis://x', prefix: 'p' })
+  expect(emitter.client).type.toBe<Redis>()
+})
+
+test('its calls take the manager\'s messages and options, and resolve to how many instances Redis handed them to', () => {
+  expect(emitter.broadcast({ a: 1 }, { room: ['a', 'b'], exclude: new Set(['c']), volatile: true })).type.toBe<Promise<number>>()
+  expect(emitter.broadcast(Buffer.from('x'))).type.toBe<Promise<number>>()
+  expect(emitter.sendToUser('u', 'text', { volatile: true })).type.toBe<Promise<number>>()
+  expect(emitter.send('c', new Uint8Array(1))).type.toBe<Promise<number>>()
+  expect(emitter.disconnect('c', 4000, 'bye')).type.toBe<Promise<number>>()
+  expect(emitter.close()).type.toBe<Promise<void>>()
+  expect(emitter.broadcast).type.not.toBeCallableWith('x', { rooms: 'a' })
+  expect(emitter.send).type.not.toBeCallableWith('c', undefined)
+  expect(emitter.disconnect).type.not.toBeCallableWith('c', '4000')
+})
+
+test('EmitFailedError is exported with the other errors', () => {
+  expect(new EmitFailedError('a broadcast', 'down').code).type.toBe<'FST_WS_EMIT_FAILED'>()
+})
