@@ -82,6 +82,8 @@ export class Resumption {
   #tokens: ReconnectTokens
   #randomSecret: boolean
   #replay: ReplayLog | undefined = undefined
+  /** Messages sent without a log of its own (no route here replays): their ids. */
+  #unlogged = 0
   /** Nonces, sessions and copies of the log, wherever the adapter keeps them. */
   readonly store: ResumeStore
   /** This instance's log, as sessions name it. */
@@ -140,7 +142,8 @@ export class Resumption {
   /** As `prepare`, for a message encoded already (one from another instance, with its id). */
   prepareEncoded (plain: Encoded, target: Target, volatile = false, id?: string): Outgoing {
     if (volatile) return { plain, framed: undefined, volatile }
-    if (this.#replay === undefined) return { plain, framed: undefined }
+    // not logged here, but the other instances log it under this id, the same on all of them
+    if (this.#replay === undefined) return { plain, framed: undefined, id: id ?? `${this.stream}:u${++this.#unlogged}` }
     const entry = this.#append(target, offset => envelope(plain, offset), id)
     return { plain, framed: { data: entry.frame, binary: false }, id: entry.id }
   }
