@@ -91,11 +91,6 @@ export class ClusterOps {
     this.#host = host
   }
 
-  /** How many ops wait for answers. */
-  get pending (): number {
-    return this.#pending.size
-  }
-
   async send (clientId: string, message: OutboundMessage, options: ClusterSendOptions = {}): Promise<boolean> {
     const timeout = this.#timeoutOf(options.timeout, 'send()')
     const target = { clientId }
