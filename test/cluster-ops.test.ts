@@ -116,6 +116,22 @@ test('an instance missing from the presence still counts when it answers', async
   for (const client of clients) await client.close()
 })
 
+test('instances asking at once each get their own answers (every instance hears every result)', async (t) => {
+  const bus = new MemoryBus()
+  const [a, b, c, d] = await Promise.all([1, 2, 3, 4].map(async () => await instance(t, { adapter: new MemoryAdapter({ bus }), cluster: { timeout: 100 } })))
+  await others(a, 3)
+  const clients = [await connect(a, '/ws'), await connect(b, '/ws'), await connect(c, '/ws'), await connect(c, '/ws')]
+  for (const conn of c.wsManager.connections()) c.wsManager.join(conn.id, 'r')
+  // d hears nothing: a's op waits for it while b asks, with the same request id (the first of each)
+  ;(d.wsManager.adapter as MemoryAdapter).receive = () => {}
+  const fromA = a.wsManager.cluster.broadcast('to r', { room: 'r' })
+  await until(() => clients[3].pending > 0)
+  const fromB = b.wsManager.cluster.broadcast('to all')
+  t.same(await fromB, { instances: 4, answered: 3, total: 4, succeeded: 4, failed: 0, partial: true })
+  t.same(await fromA, { instances: 4, answered: 3, total: 2, succeeded: 2, failed: 0, partial: true }, 'the answers to b counted for b only')
+  for (const client of clients) await client.close()
+})
+
 test('Redis down: the ops that need the others reject with AdapterUnavailableError naming the call, and nothing is sent; a client here is still served', { skip }, async (t) => {
   const redis = await startRedis(t)
   const adapter = (): RedisAdapter => new RedisAdapter({ url: redis.url, prefix: 'down' })
