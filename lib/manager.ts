@@ -122,7 +122,12 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       timeout: options.cluster.timeout,
       connected: clientId => this.#registry.get(clientId) !== undefined,
       prepare: (message, target, volatile) => this.#resumption.prepare(message, target, volatile),
-      deliver: (target, out) => this.#delivered(this.#delivery.deliver(target, out)),
+      deliver: (target, out) => {
+        const result = this.#delivery.deliver(target, out)
+        // a cluster.broadcast counts here as a broadcast does
+        if (target.clientId === undefined) this.#stats.broadcast(result.failed)
+        return this.#delivered(result)
+      },
       apply: op => this.#apply(op)
     })
     this.cluster = new ClusterView(this.#registry, this.#rooms, this.adapter, this.#ops)

@@ -37,12 +37,14 @@ test('one instance alone answers at once, with nothing to wait for', async (t) =
   const id = app.wsManager.getUserConnections('al')[0].id
   t.same(await app.wsManager.cluster.broadcast('hi'), { instances: 1, answered: 1, total: 1, succeeded: 1, failed: 0, partial: false })
   t.equal(await client.next(), 'hi')
+  t.equal(app.wsManager.getStats().broadcastsTotal, 1, 'counted as a broadcast')
   t.equal(await app.wsManager.cluster.send('nobody', 'x'), false)
   t.equal(await app.wsManager.cluster.disconnect('nobody'), false)
   t.equal(await app.wsManager.cluster.join(id, 'r'), true)
   t.same(app.wsManager.getRoomMembers('r'), [id])
   t.equal(await app.wsManager.cluster.send(id, 'to you'), true)
   t.equal(await client.next(), 'to you')
+  t.equal(app.wsManager.getStats().broadcastsTotal, 1, 'a send is not')
 
   await t.rejects(app.wsManager.cluster.broadcast('x', { timeout: 0 }), { code: 'FST_WS_ERROR', message: /cluster\.broadcast\(\)'s `timeout`.*got `0`/ })
   await t.rejects(app.wsManager.cluster.send(id, 'x', { timeout: Infinity }), { code: 'FST_WS_ERROR' })
