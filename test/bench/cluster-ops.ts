@@ -1,6 +1,6 @@
 /*
- * The latency of wsManager.cluster's operations on 3 instances, each a process of its own with
- * its own WebSocket clients (over loopback), on one redis-server: `cluster.broadcast` one at a
+ * The latency of wsManager.cluster's operations on 3 instances, each a process of its own, on
+ * one redis-server, with `clients` WebSocket clients each, all in a fourth process (over loopback): `cluster.broadcast` one at a
  * time and many in flight, `cluster.send` to a client on another instance, and for scale the
  * count of the live instances alone (the first of a broadcast's two steps) and the local
  * `broadcast`. Run: `npm run bench:cluster-ops` (or node --import <tap's ts loader>
@@ -19,30 +19,44 @@ const clients = arg('clients', 100)
 const calls = arg('calls', 500)
 const PREFIX = 'benchops'
 
-/** One instance: the app, with `clients` sockets of this process connected to it, all in room `r`. */
-async function startInstance (url: string, count: number): Promise<{ app: FastifyInstance, sockets: WebSocket[] }> {
+interface Listening { id: string, port: number }
+
+/** One instance; its clients' ids are `<instanceId>-<n>`, all in room `r`. */
+async function startInstance (url: string): Promise<FastifyInstance> {
   const app = Fastify()
   await app.register(wsStabilizer, { adapter: new RedisAdapter({ url, prefix: PREFIX }), heartbeat: { enabled: false } })
   app.get('/ws', { websocket: true, config: { ws: { rooms: ['r'], identify: r => ({ clientId: (r.query as { id: string }).id }) } } }, () => {})
   await app.listen({ port: 0, host: '127.0.0.1' })
-  const { port } = app.server.address() as { port: number }
-  const sockets: WebSocket[] = []
-  for (let i = 0; i < count; i++) {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?id=${app.wsManager.instanceId}-${i}`)
-    await once(ws, 'open')
-    sockets.push(ws)
-  }
-  return { app, sockets }
+  return app
+}
+
+function listening (app: FastifyInstance): Listening {
+  return { id: app.wsManager.instanceId, port: (app.server.address() as { port: number }).port }
+}
+
+/** Stays until its stdin ends (the parent is done). */
+function serveUntilEnd (end: () => Promise<unknown>): void {
+  process.stdin.resume()
+  process.stdin.on('end', () => { end().then(() => process.exit(0), () => process.exit(1)) })
 }
 
 if (process.argv[2] === 'instance') {
-  const { app, sockets } = await startInstance(process.argv[3], Number(process.argv[4]))
-  process.stdout.write(JSON.stringify({ id: app.wsManager.instanceId }) + '\n')
-  process.stdin.resume()
-  process.stdin.on('end', () => {
-    for (const ws of sockets) ws.terminate()
-    app.close().then(() => process.exit(0), () => process.exit(1))
-  })
+  const app = await startInstance(process.argv[3])
+  process.stdout.write(JSON.stringify(listening(app)) + '\n')
+  serveUntilEnd(async () => await app.close())
+} else if (process.argv[2] === 'clients') {
+  // every instance's clients, in a process of their own: they read what they are sent and do nothing else
+  const [count, ...instances] = process.argv.slice(3)
+  const sockets: WebSocket[] = []
+  for (const { id, port } of instances.map(json => JSON.parse(json) as Listening)) {
+    for (let i = 0; i < Number(count); i++) {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?id=${id}-${i}`)
+      await once(ws, 'open')
+      sockets.push(ws)
+    }
+  }
+  process.stdout.write('ready\n')
+  serveUntilEnd(async () => { for (const ws of sockets) ws.terminate() })
 } else {
   await main()
 }
@@ -67,17 +81,18 @@ async function main (): Promise<void> {
   const redis = await new RedisServer().start()
   const children: ChildProcess[] = []
   try {
-    const execArgv = process.execArgv
-    const remoteIds: string[] = []
-    for (let i = 0; i < 2; i++) {
-      const child = spawn(process.execPath, [...execArgv, new URL(import.meta.url).pathname, 'instance', redis.url, String(clients)], { stdio: ['pipe', 'pipe', 'inherit'] })
-      children.push(child)
-      const [line] = await once(child.stdout!, 'data') as [Buffer]
-      remoteIds.push((JSON.parse(line.toString()) as { id: string }).id)
+    const child = async (...args: string[]): Promise<string> => {
+      const started = spawn(process.execPath, [...process.execArgv, new URL(import.meta.url).pathname, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
+      children.push(started)
+      const [line] = await once(started.stdout!, 'data') as [Buffer]
+      return line.toString().trim()
     }
-    const { app, sockets } = await startInstance(redis.url, clients)
+    const remotes = [await child('instance', redis.url), await child('instance', redis.url)]
+    const remoteIds = remotes.map(line => (JSON.parse(line) as Listening).id)
+    const app = await startInstance(redis.url)
     const m = app.wsManager
-    while ((await m.adapter.presence.remoteInstances()).length < 2) await new Promise(resolve => setTimeout(resolve, 20))
+    await child('clients', String(clients), ...remotes, JSON.stringify(listening(app)))
+    while ((await m.adapter.presence.remoteInstances()).length < 2 || await m.cluster.getConnectionCount() < 3 * clients) await new Promise(resolve => setTimeout(resolve, 20))
     const expected = 3 * clients
     const check = (r: { total: number, partial: boolean }): void => {
       if (r.total !== expected || r.partial) throw new Error(`expected ${expected} exact, got ${JSON.stringify(r)}`)
@@ -87,7 +102,7 @@ async function main (): Promise<void> {
 
     const lines: string[] = []
     const say = (text: string): void => { lines.push(text); process.stdout.write(text + '\n') }
-    say(`3 instances (3 processes, one redis-server), ${clients} clients each, ${calls} calls, Node ${process.version}`)
+    say(`3 instances (3 processes, one redis-server), ${clients} clients each (in a fourth process), ${calls} calls, Node ${process.version}`)
     say(`- live instances counted (remoteInstances, SMEMBERS + EXISTS pipeline): ${quantiles(await timed(calls, async () => await m.adapter.presence.remoteInstances()))}`)
     say(`- cluster.broadcast, one at a time (to ${expected} clients, exact counts): ${quantiles(await timed(calls, async () => check(await m.cluster.broadcast({ n: 1 }))))}`)
     say(`- cluster.broadcast to a room nobody is in (the round trip alone): ${quantiles(await timed(calls, async () => await m.cluster.broadcast('x', { room: 'empty' })))}`)
@@ -105,7 +120,6 @@ async function main (): Promise<void> {
     }
     const seconds = Number(process.hrtime.bigint() - start) / 1e9
     say(`- ${inFlight} cluster.broadcast in flight at once: ${(rounds * inFlight / seconds).toFixed(0)} broadcasts/s, ${(seconds * 1000 / rounds).toFixed(1)} ms per batch of ${inFlight}`)
-    for (const ws of sockets) ws.terminate()
     await app.close()
   } finally {
     for (const child of children) child.stdin!.end()
