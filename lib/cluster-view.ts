@@ -1,4 +1,6 @@
 import type { WsAdapter } from './adapters/adapter.ts'
+import type { ClusterBroadcastOptions, ClusterBroadcastResult, ClusterOpOptions, ClusterOps, ClusterSendOptions } from './cluster-ops.ts'
+import type { OutboundMessage } from './outbound/encode.ts'
 import { AdapterUnavailableError } from './errors.ts'
 import type { Registry } from './registry.ts'
 import type { Rooms } from './rooms.ts'
@@ -8,17 +10,51 @@ import type { Rooms } from './rooms.ts'
  * every instance together (this one from memory, the others through the adapter's presence). With
  * the in-memory adapter alone they give the same answers as the getters. When the adapter
  * cannot answer (Redis is unreachable), each rejects with AdapterUnavailableError naming
- * the call, the adapter's error as its `cause`.
+ * the call, the adapter's error as its `cause`. The operations (`send`, `join`, `leave`,
+ * `disconnect`, `broadcast`) act on clients wherever they are: cluster-ops.ts.
  */
 export class ClusterView {
   #registry: Registry
   #rooms: Rooms
   #adapter: WsAdapter
+  #ops: ClusterOps
 
-  constructor (registry: Registry, rooms: Rooms, adapter: WsAdapter) {
+  constructor (registry: Registry, rooms: Rooms, adapter: WsAdapter, ops: ClusterOps) {
     this.#registry = registry
     this.#rooms = rooms
     this.#adapter = adapter
+    this.#ops = ops
+  }
+
+  /**
+   * Sends to one client on whichever instance it is: true when that instance delivered it,
+   * false when no instance has it. Logged for replay as `send` is.
+   */
+  async send (clientId: string, message: OutboundMessage, options?: ClusterSendOptions): Promise<boolean> {
+    return await this.#ops.send(clientId, message, options)
+  }
+
+  /** Puts a client in a room on whichever instance it is; resolves to whether it was found. */
+  async join (clientId: string, room: string, options?: ClusterOpOptions): Promise<boolean> {
+    return await this.#ops.join(clientId, room, options)
+  }
+
+  /** Takes a client out of a room on whichever instance it is; resolves to whether it was found. */
+  async leave (clientId: string, room: string, options?: ClusterOpOptions): Promise<boolean> {
+    return await this.#ops.leave(clientId, room, options)
+  }
+
+  /** Closes a client's connection on whichever instance it is; resolves to whether it was found. */
+  async disconnect (clientId: string, code?: number, reason?: string, options?: ClusterOpOptions): Promise<boolean> {
+    return await this.#ops.disconnect(clientId, code, reason, options)
+  }
+
+  /**
+   * `broadcast` with exact counts: every live instance delivers to its own connections and
+   * reports; `partial` when some did not answer within the timeout.
+   */
+  async broadcast (message: OutboundMessage, options?: ClusterBroadcastOptions): Promise<ClusterBroadcastResult> {
+    return await this.#ops.broadcast(message, options)
   }
 
   async getConnectionCount (): Promise<number> {

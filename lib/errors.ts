@@ -64,6 +64,10 @@ export const InvalidMessageError = createError(
 export const AdapterUnavailableError = createError<'FST_WS_ADAPTER_UNAVAILABLE', 503, [adapter: string, what: string, cause: string, options: { cause: unknown }]>(
   'FST_WS_ADAPTER_UNAVAILABLE', 'The `%s` adapter could not answer %s: %s', 503, Base)
 
+/** `wsManager.cluster.send/join/leave/disconnect`: an instance expected to answer did not in time, and none said it holds the client. */
+export const ClusterTimeoutError = createError<'FST_WS_CLUSTER_TIMEOUT', 504, [call: string, answered: number, expected: number, timeout: number]>(
+  'FST_WS_CLUSTER_TIMEOUT', 'cluster.%s: %d of %d instances answered within %d ms, none holds the client', 504, Base)
+
 /** An adapter's constructor options are invalid; the message names the adapter and the field. */
 export const InvalidAdapterOptionsError = createError(
   'FST_WS_INVALID_ADAPTER_OPTIONS', 'Invalid %s options: %s', 500, Base)

@@ -19,6 +19,7 @@ import { normalizeIdentity, type Identity, type ResolvedIdentity } from './ident
 import { Stats, connectionStats, userStats, type ConnectionStatsSnapshot, type RejectReason, type StatsSnapshot, type UserStatsSnapshot } from './stats.ts'
 import type { ReconnectClaims } from './resume/tokens.ts'
 import { ClusterView } from './cluster-view.ts'
+import { ClusterOps } from './cluster-ops.ts'
 import { InboundGuard } from './inbound/guard.ts'
 import { Acks, ackThreshold } from './inbound/acks.ts'
 import { continueCount, delivered, freshCount } from './resume/upstream-count.ts'
@@ -29,7 +30,7 @@ import type { PendingConnection } from './pending-connection.ts'
 import { Resumption, type PendingResume } from './resume/resumption.ts'
 import { Delivery, deliverTo, targetOf, toCluster, type BroadcastResult } from './delivery.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
-import type { AdapterHealth, ClusterMessage, GapInfo, WsAdapter } from './adapters/adapter.ts'
+import type { AdapterHealth, ClusterCounts, ClusterMessage, ClusterOp, GapInfo, WsAdapter } from './adapters/adapter.ts'
 import type { ResolvedOptions } from './options.ts'
 import { CloseCode } from './close-codes.ts'
 import {
@@ -101,6 +102,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #guard: InboundGuard
   #requests: ServerRequests
   #acks = new Acks()
+  #ops: ClusterOps
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
     super()
@@ -113,8 +115,22 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const { replayMessages, replayBytes, tokenTtl, maxDisconnect } = options.reconnect
     const store = this.adapter.resumeStore({ instanceId: this.instanceId, replayMessages, replayBytes, sweepEvery: Math.min(tokenTtl, 60_000), retention: maxDisconnect }, log)
     this.#resumption = new Resumption(options.reconnect, log, store, this.instanceId)
-    this.cluster = new ClusterView(this.#registry, this.#rooms, this.adapter)
     this.#delivery = new Delivery(this.#registry, this.#rooms)
+    this.#ops = new ClusterOps({
+      instanceId: this.instanceId,
+      adapter: this.adapter,
+      timeout: options.cluster.timeout,
+      connected: clientId => this.#registry.get(clientId) !== undefined,
+      prepare: (message, target, volatile) => this.#resumption.prepare(message, target, volatile),
+      deliver: (target, out) => {
+        const result = this.#delivery.deliver(target, out)
+        // a cluster.broadcast counts here as a broadcast does
+        if (target.clientId === undefined) this.#stats.broadcast(result.failed)
+        return this.#delivered(result)
+      },
+      apply: op => this.#apply(op)
+    })
+    this.cluster = new ClusterView(this.#registry, this.#rooms, this.adapter, this.#ops)
     this.#host = {
       send: (conn, message, options) => deliverTo(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile)) === undefined,
       logged: (conn, message) => {
@@ -489,6 +505,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     }
     // what write coalescing holds, close frames included, goes out now
     flushWindows()
+    // pending cluster ops settle now (partial broadcasts), new ones are refused
+    this.#ops.close()
     const { clean, terminated } = await awaitClosed(sockets, options.timeout)
     this.#resumption.close()
     this.#acks.close()
@@ -568,6 +586,10 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   /** A message from another instance: logged here too (with this log's offset), then delivered. */
   #deliverRemote (message: ClusterMessage): void {
+    if (message.type === 'op' || message.type === 'result') {
+      this.#ops.receive(message)
+      return
+    }
     if (message.type === 'answer') {
       if (message.instance === this.instanceId) this.#requests.forwarded(message.clientId, message.data)
       return
@@ -580,6 +602,26 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     const target = targetOf(message)
     const out = this.#resumption.prepareEncoded({ data: message.data, binary: message.binary, json: message.json }, target, message.volatile, message.id)
     this.#delivery.deliver(target, out)
+  }
+
+  /** A cluster op on this instance's connections: a delivery as #deliverRemote makes it, or a change of one client. */
+  #apply (op: ClusterOp): ClusterCounts {
+    if (op.type === 'broadcast' || op.type === 'client') {
+      const target = targetOf(op)
+      const out = this.#resumption.prepareEncoded({ data: op.data, binary: op.binary, json: op.json }, target, op.volatile, op.id)
+      return this.#delivered(this.#delivery.deliver(target, out))
+    }
+    const conn = this.#registry.get(op.clientId)
+    if (conn === undefined) return { total: 0, succeeded: 0, failed: 0 }
+    if (op.type === 'disconnect') this.#end(conn, op.code, op.reason, 'server_disconnect', false)
+    else if (op.type === 'join') this.#join(conn, op.room)
+    else this.#leave(conn, op.room)
+    return { total: 1, succeeded: 1, failed: 0 }
+  }
+
+  /** A delivery's counts, without the clientIds of the failures. */
+  #delivered (result: BroadcastResult): ClusterCounts {
+    return { total: result.total, succeeded: result.succeeded, failed: result.failed }
   }
 
   #gap (info: GapInfo): void {

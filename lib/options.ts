@@ -133,6 +133,11 @@ export const PluginOptionsSchema = Type.Object({
     /** How long `conn.request()` waits for the client's answer by default, in ms. */
     timeout: ms(10_000)
   }, { additionalProperties: false, default: {}, expected: 'an object' }),
+  /** The operations of `wsManager.cluster` (`send`, `join`, `leave`, `disconnect`, `broadcast`). */
+  cluster: Type.Object({
+    /** How long they wait for the other instances' answers by default, in ms. */
+    timeout: ms(5_000)
+  }, { additionalProperties: false, default: {}, expected: 'an object' }),
   /**
    * Origins allowed to open a WebSocket (`scheme://host[:port]`, exact), against cross-site
    * WebSocket hijacking; a request without an Origin (not a browser) is allowed. Others get HTTP 403.

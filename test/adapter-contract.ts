@@ -168,6 +168,86 @@ export function adapterContract (t: Tap, makeAdapters: (n: number) => WsAdapter[
     for (const client of [...clients, again]) await client.close()
   })
 
+  t.test('cluster operations: exact counts over every instance, and a client acted on wherever it is', async (t) => {
+    const apps = await Promise.all((await makeAdapters(3)).map(async adapter => await instance(t, adapter)))
+    const [a, b, c] = apps
+    for (const app of apps) await until(async () => (await app.wsManager.adapter.presence.remoteInstances()).length === 2, 2000, 'every instance sees the two others')
+    const a1 = await connect(a, '/ws?user=u1')
+    const b1 = await connect(b, '/ws?user=u1')
+    const b2 = await connect(b, '/ws?user=u2')
+    const c1 = await connect(c, '/ws?user=u3')
+    const all = [a1, b1, b2, c1]
+    const idOf = (app: FastifyInstance, user: string): string => app.wsManager.getUserConnections(user)[0].id
+    const ids = [idOf(a, 'u1'), idOf(b, 'u1'), idOf(b, 'u2'), idOf(c, 'u3')]
+    b.wsManager.join(ids[2], 'room')
+    c.wsManager.join(ids[3], 'room')
+
+    t.same(await a.wsManager.cluster.broadcast('everyone'), { instances: 3, answered: 3, total: 4, succeeded: 4, failed: 0, partial: false })
+    t.same(await inbox(all, 4), [['everyone'], ['everyone'], ['everyone'], ['everyone']])
+    t.match(await b.wsManager.cluster.broadcast('room', { room: 'room' }), { instances: 3, answered: 3, total: 2, succeeded: 2, partial: false })
+    t.same(await inbox(all, 2), [[], [], ['room'], ['room']])
+    t.match(await c.wsManager.cluster.broadcast('not u3', { exclude: ids[3] }), { total: 3, succeeded: 3 })
+    t.same(await inbox(all, 3), [['not u3'], ['not u3'], ['not u3'], []])
+    t.match(await a.wsManager.cluster.broadcast('room, not u2', { room: ['room', 'none'], exclude: [ids[2], ids[2]] }), { total: 1, succeeded: 1 })
+    t.same(await inbox(all, 1), [[], [], [], ['room, not u2']])
+    t.match(await a.wsManager.cluster.broadcast('nobody', { room: 'empty' }), { instances: 3, answered: 3, total: 0, partial: false })
+
+    t.equal(await a.wsManager.cluster.send(ids[3], { to: 'u3' }), true, 'on another instance')
+    t.equal(await a.wsManager.cluster.send(ids[0], Buffer.from([1, 2])), true, 'here')
+    t.equal(await b.wsManager.cluster.send('nobody', 'lost'), false, 'no instance has it')
+    t.same(await inbox(all, 2), [['\u0001\u0002'], [], [], ['{"to":"u3"}']])
+
+    t.equal(await a.wsManager.cluster.join(ids[3], 'new'), true)
+    t.same(c.wsManager.getRoomMembers('new'), [ids[3]], 'joined on its own instance')
+    t.equal(await a.wsManager.cluster.join(ids[0], 'new'), true, 'and here')
+    t.match(await b.wsManager.cluster.broadcast('new', { room: 'new' }), { total: 2 })
+    t.same(await inbox(all, 2), [['new'], [], [], ['new']])
+    t.equal(await b.wsManager.cluster.leave(ids[3], 'new'), true)
+    t.equal(await b.wsManager.cluster.leave(ids[3], 'new'), true, 'found, even when it was not a member')
+    t.same(c.wsManager.getRoomMembers('new'), [])
+    t.equal(await a.wsManager.cluster.leave(ids[0], 'new'), true)
+    t.equal(await a.wsManager.cluster.join('nobody', 'new'), false)
+    t.equal(await a.wsManager.cluster.leave('nobody', 'new'), false)
+    await t.rejects(a.wsManager.cluster.join(ids[3], ''), { code: 'FST_WS_ERROR' }, 'a room name is checked before anything is asked')
+
+    t.equal(await a.wsManager.cluster.disconnect(ids[2], 4000, 'bye'), true)
+    t.match(await b2.closed, { code: 4000, reason: 'bye' })
+    t.equal(await c.wsManager.cluster.disconnect(ids[1]), true)
+    t.match(await b1.closed, { code: 1000 })
+    t.equal(await a.wsManager.cluster.disconnect(ids[0], 4001), true, 'here')
+    t.match(await a1.closed, { code: 4001 })
+    t.equal(await a.wsManager.cluster.disconnect('nobody'), false)
+    t.match(await a.wsManager.cluster.broadcast('last'), { instances: 3, answered: 3, total: 1 })
+    t.same(await inbox([c1], 1), [['last']])
+    await c1.close()
+  })
+
+  t.test('cluster operations reach the replay logs: a client away gets them when it resumes on another instance', async (t) => {
+    const apps = await Promise.all((await makeAdapters(2)).map(async adapter => await instance(t, adapter)))
+    const [a, b] = apps
+    for (const app of apps) await until(async () => (await app.wsManager.adapter.presence.remoteInstances()).length === 1, 2000, 'each instance sees the other')
+    const client = await connect(b, '/resume?user=ann')
+    const welcome = await client.json<Welcome>()
+    t.equal(await a.wsManager.cluster.join(welcome.clientId, 'news'), true)
+    t.match(await a.wsManager.cluster.broadcast({ n: 0 }, { room: 'news' }), { total: 1 })
+    const seen = await client.json<Frame>()
+    dropTcp(client)
+    await until(() => b.wsManager.getConnectionCount() === 0)
+
+    t.match(await a.wsManager.cluster.broadcast({ n: 1 }, { room: 'news' }), { instances: 2, answered: 2, total: 0, partial: false })
+    t.equal(await a.wsManager.cluster.send(welcome.clientId, { n: 2 }), false, 'away: not delivered now')
+    t.equal(await b.wsManager.cluster.send(welcome.clientId, { n: 3 }), false)
+    t.match(await b.wsManager.cluster.broadcast({ n: 'volatile' }, { room: 'news', volatile: true }), { total: 0 })
+    await new Promise(resolve => setTimeout(resolve, 50))
+
+    const back = await connect(a, `/resume?user=ann&resume=${welcome.token}&offset=${seen.offset!}`)
+    t.match(await back.json<Welcome>(), { clientId: welcome.clientId, resumed: true, replayed: 3 })
+    const replayed = [await back.json<Frame>(), await back.json<Frame>(), await back.json<Frame>()]
+    t.same(replayed.map(f => f.data), [{ n: 1 }, { n: 2 }, { n: 3 }])
+    t.ok(await back.silentFor(30), 'no duplicates, nothing volatile')
+    await back.close()
+  })
+
   t.test('health says up', async (t) => {
     const [adapter] = await makeAdapters(1)
     const app = await instance(t, adapter)

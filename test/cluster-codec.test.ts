@@ -25,3 +25,43 @@ test('cluster codec: bytes that are not a message are refused, not thrown', asyn
     t.equal(decodeClusterMessage(Buffer.from(raw)), undefined, raw)
   }
 })
+
+test('cluster codec: the ops of wsManager.cluster and their results, payload bytes untouched', async (t) => {
+  const messages: ClusterMessage[] = [
+    { type: 'op', id: 1, from: 'i1', op: { type: 'broadcast', data: Buffer.from('{"a":1}'), binary: false, json: true, rooms: ['r'], exclude: ['x'], id: 'i:2' } },
+    { type: 'op', id: 2, from: 'i1', op: { type: 'client', clientId: 'c', data: Buffer.from([0, 10, 255]), binary: true, volatile: true } },
+    { type: 'op', id: 3, from: 'i1', op: { type: 'join', clientId: 'c', room: 'r' } },
+    { type: 'op', id: 4, from: 'i1', op: { type: 'leave', clientId: 'c', room: 'r' } },
+    { type: 'op', id: 5, from: 'i1', op: { type: 'disconnect', clientId: 'c', code: 4000, reason: 'bye' } },
+    { type: 'result', id: 5, to: 'i1', from: 'i2', counts: { total: 3, succeeded: 2, failed: 1 } }
+  ]
+  for (const message of messages) {
+    const decoded = decodeClusterMessage(encodeClusterMessage('me', message))!
+    t.equal(decoded.origin, 'me')
+    if (message.type !== 'op' || !('data' in message.op)) {
+      t.same(decoded.message, message)
+      continue
+    }
+    const { op: { data, ...rest }, ...outer } = decoded.message as typeof message & { op: { data: Buffer } }
+    t.same(outer, { type: 'op', id: message.id, from: message.from })
+    t.match(rest, { ...message.op, data: undefined })
+    t.same(data, message.op.data)
+  }
+})
+
+test('cluster codec: ops and results that do not fit are refused', async (t) => {
+  for (const header of [
+    { o: 'x', t: 'op', q: 1, f: 'i', k: 'user', u: 'u' },
+    { o: 'x', t: 'op', q: 1, f: 'i', k: 'nope' },
+    { o: 'x', t: 'op', f: 'i', k: 'join', c: 'c', m: 'r' },
+    { o: 'x', t: 'op', q: 1, k: 'join', c: 'c', m: 'r' },
+    { o: 'x', t: 'result', q: 1, d: 'i', f: 'j' },
+    { o: 'x', t: 'result', q: '1', d: 'i', f: 'j', n: [0, 0, 0] },
+    { o: 'x', t: 'result', q: 1, f: 'j', n: [0, 0, 0] },
+    { o: 'x', t: 'result', q: 1, d: 'i', n: [0, 0, 0] },
+    { o: 'x', t: 'join', c: 'c', m: 'r' },
+    { o: 'x', t: 'leave', c: 'c', m: 'r' }
+  ]) {
+    t.equal(decodeClusterMessage(Buffer.from(JSON.stringify(header) + '\n')), undefined, JSON.stringify(header))
+  }
+})

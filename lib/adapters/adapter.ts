@@ -29,6 +29,25 @@ export type ClusterMessage =
   | { type: 'disconnect', clientId: string, code: number, reason: string }
   /** A client's answer to a server request of another instance (`instance`), forwarded by the one the client resumed on. */
   | { type: 'answer', instance: string, clientId: string, data: Buffer }
+  /** `wsManager.cluster.*`: an operation every instance does on its own connections and answers (cluster-ops.ts). */
+  | { type: 'op', id: number, from: string, op: ClusterOp }
+  /** The answer of one instance to an `op`, for the instance `to` that asked. */
+  | { type: 'result', id: number, to: string, from: string, counts: ClusterCounts }
+
+/** What a cluster operation asks of every instance: a delivery, as the messages above, or a room change. */
+export type ClusterOp =
+  | ClusterPayload & { type: 'broadcast', rooms?: string[], exclude?: string[] }
+  | ClusterPayload & { type: 'client', clientId: string }
+  | { type: 'disconnect', clientId: string, code: number, reason: string }
+  | { type: 'join', clientId: string, room: string }
+  | { type: 'leave', clientId: string, room: string }
+
+/** What one instance did of an op: the connections it targeted there, and how many it reached. */
+export interface ClusterCounts {
+  total: number
+  succeeded: number
+  failed: number
+}
 
 /** A connection as the other instances see it. */
 export interface PresenceEntry {
@@ -121,6 +140,8 @@ export interface PresenceManager {
   remoteConnections (): Promise<PresenceEntry[]>
   /** How many connections the user has on the other live instances. */
   remoteUserConnections (userId: string): Promise<number>
+  /** The ids of the other live instances: the answers a cluster operation waits for. */
+  remoteInstances (): Promise<string[]>
   /** Called once on fastify.close(), after every local connection is closed, before the broker closes. */
   close (): void | Promise<void>
 }

@@ -1,4 +1,4 @@
-import type { ClusterMessage } from './adapter.ts'
+import type { ClusterMessage, ClusterOp } from './adapter.ts'
 
 /*
  * A ClusterMessage on the wire between instances: one line of JSON (the routing header,
@@ -20,14 +20,35 @@ interface Header {
   i?: string
   code?: number
   why?: string
-  /** the instance an answer is for */
-  n?: string
+  /** an op's or result's request id, the instance that asked (`f`) or is answered (`d`: also the instance an `answer` is for), the op's kind (`k`), room (`m`), counts (`n`) */
+  q?: number
+  f?: string
+  d?: string
+  k?: string
+  m?: string
+  n?: [number, number, number]
 }
 
 const NEWLINE = 0x0a
 
 export function encodeClusterMessage (origin: string, message: ClusterMessage): Buffer {
-  const header: Header = { o: origin, t: message.type }
+  if (message.type === 'op') {
+    // the op's own fields as the message of its kind has them, its payload after the line
+    return encodeRouted({ o: origin, t: 'op', q: message.id, f: message.from, k: message.op.type }, message.op)
+  }
+  if (message.type === 'result') {
+    const { total, succeeded, failed } = message.counts
+    return Buffer.from(JSON.stringify({ o: origin, t: 'result', q: message.id, d: message.to, f: message.from, n: [total, succeeded, failed] } satisfies Header) + '\n')
+  }
+  return encodeRouted({ o: origin, t: message.type }, message)
+}
+
+function encodeRouted (header: Header, message: Exclude<ClusterMessage, { type: 'op' | 'result' }> | ClusterOp): Buffer {
+  if (message.type === 'join' || message.type === 'leave') {
+    header.c = message.clientId
+    header.m = message.room
+    return Buffer.from(JSON.stringify(header) + '\n')
+  }
   if (message.type === 'disconnect') {
     header.c = message.clientId
     header.code = message.code
@@ -35,7 +56,7 @@ export function encodeClusterMessage (origin: string, message: ClusterMessage): 
     return Buffer.from(JSON.stringify(header) + '\n')
   }
   if (message.type === 'answer') {
-    header.n = message.instance
+    header.d = message.instance
     header.c = message.clientId
     return Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), message.data])
   }
@@ -65,11 +86,30 @@ export function decodeClusterMessage (buffer: Buffer): { origin: string, message
     return undefined
   }
   if (typeof header !== 'object' || header === null || typeof header.o !== 'string') return undefined
-  if (header.t === 'disconnect') return { origin: header.o, message: { type: 'disconnect', clientId: String(header.c), code: Number(header.code), reason: String(header.why) } }
-  if (header.t === 'answer') return { origin: header.o, message: { type: 'answer', instance: String(header.n), clientId: String(header.c), data: buffer.subarray(end + 1) } }
+  if (header.t === 'op') {
+    const op = decodeRouted(header.k, header, buffer, end, true)
+    if (op === undefined || typeof header.q !== 'number' || typeof header.f !== 'string') return undefined
+    return { origin: header.o, message: { type: 'op', id: header.q, from: header.f, op: op as ClusterOp } }
+  }
+  if (header.t === 'result') {
+    const n = header.n
+    if (typeof header.q !== 'number' || typeof header.d !== 'string' || typeof header.f !== 'string' || !Array.isArray(n)) return undefined
+    return { origin: header.o, message: { type: 'result', id: header.q, to: header.d, from: header.f, counts: { total: Number(n[0]), succeeded: Number(n[1]), failed: Number(n[2]) } } }
+  }
+  if (header.t === 'answer') return { origin: header.o, message: { type: 'answer', instance: String(header.d), clientId: String(header.c), data: buffer.subarray(end + 1) } }
+  const message = decodeRouted(header.t, header, buffer, end, false)
+  return message === undefined ? undefined : { origin: header.o, message: message as ClusterMessage }
+}
+
+/** A message of a kind that names its target in the header: the delivery kinds, and an op's room changes. */
+function decodeRouted (kind: string | undefined, header: Header, buffer: Buffer, end: number, op: boolean): ClusterMessage | ClusterOp | undefined {
+  // room changes are ops only, and an op never targets a user (sendToUser stays fire-and-forget)
+  if (kind === 'join' || kind === 'leave') return op ? { type: kind, clientId: String(header.c), room: String(header.m) } : undefined
+  if (kind === 'user' && op) return undefined
+  if (kind === 'disconnect') return { type: 'disconnect', clientId: String(header.c), code: Number(header.code), reason: String(header.why) }
   const payload = { data: buffer.subarray(end + 1), binary: header.b === 1, json: header.j === 1, volatile: header.v === 1, id: header.i }
-  if (header.t === 'broadcast') return { origin: header.o, message: { type: 'broadcast', rooms: header.r, exclude: header.x, ...payload } }
-  if (header.t === 'user') return { origin: header.o, message: { type: 'user', userId: String(header.u), ...payload } }
-  if (header.t === 'client') return { origin: header.o, message: { type: 'client', clientId: String(header.c), ...payload } }
+  if (kind === 'broadcast') return { type: 'broadcast', rooms: header.r, exclude: header.x, ...payload }
+  if (kind === 'user') return { type: 'user', userId: String(header.u), ...payload }
+  if (kind === 'client') return { type: 'client', clientId: String(header.c), ...payload }
   return undefined
 }

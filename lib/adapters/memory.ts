@@ -109,6 +109,12 @@ export class MemoryPresence implements PresenceManager {
     return count
   }
 
+  async remoteInstances (): Promise<string[]> {
+    const ids: string[] = []
+    for (const host of this.#others()) ids.push(host.instanceId)
+    return ids
+  }
+
   * #others (): Generator<PresenceHost> {
     if (this.#bus === undefined) return
     for (const presence of this.#bus.presences) {

@@ -198,6 +198,11 @@ export class RedisPresence implements PresenceManager {
     return total
   }
 
+  /** The instances whose liveness key is there (an instance killed a moment ago is until its ttl ends). */
+  async remoteInstances (): Promise<string[]> {
+    return await this.#others()
+  }
+
   /** A graceful close: this instance's presence goes at once. */
   async close (): Promise<void> {
     clearInterval(this.#timer)
