@@ -1,14 +1,16 @@
 /*
  * Deadlines of many connections (credentials that expire) on one timer: a binary heap by
  * time, the timer set for the earliest. A deadline moved or cancelled stays in the heap
- * and is skipped when it comes up (its entry no longer matches).
+ * and is skipped when it comes up, but lets go of its item at once (an ended connection
+ * is not kept until a deadline it no longer has); the heap is rebuilt when such entries
+ * are more than half of it.
  */
 
-interface Entry<T> { at: number, item: T }
+interface Entry<T> { at: number, item: T | undefined }
 
 export class Deadlines<T> {
   #heap: Array<Entry<T>> = []
-  #current = new Map<T, number>()
+  #current = new Map<T, Entry<T>>()
   #timer: NodeJS.Timeout | undefined = undefined
   #armedFor = Infinity
   #onDue: (item: T) => void
@@ -22,14 +24,25 @@ export class Deadlines<T> {
   }
 
   set (item: T, at: number): void {
-    this.#current.set(item, at)
-    this.#push({ at, item })
+    this.#forget(item)
+    const entry = { at, item }
+    this.#current.set(item, entry)
+    this.#push(entry)
     if (at < this.#armedFor) this.#arm(at)
   }
 
   delete (item: T): void {
-    this.#current.delete(item)
+    this.#forget(item)
     if (this.#current.size === 0) this.stop()
+    // a sorted array is a heap
+    else if (this.#heap.length > 2 * this.#current.size + 16) this.#heap = [...this.#current.values()].sort((a, b) => a.at - b.at)
+  }
+
+  #forget (item: T): void {
+    const entry = this.#current.get(item)
+    if (entry === undefined) return
+    entry.item = undefined
+    this.#current.delete(item)
   }
 
   stop (): void {
@@ -51,8 +64,8 @@ export class Deadlines<T> {
     this.#armedFor = Infinity
     const now = Date.now()
     while (this.#heap.length > 0 && this.#heap[0].at <= now) {
-      const { at, item } = this.#pop()
-      if (this.#current.get(item) !== at) continue
+      const { item } = this.#pop()
+      if (item === undefined) continue
       this.#current.delete(item)
       this.#onDue(item)
     }

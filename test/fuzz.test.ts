@@ -6,21 +6,27 @@ import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import WebSocket from 'ws'
-import type { DisconnectInfo } from '../plugin.ts'
 import { urlOf } from './helpers.ts'
+import { Departures } from './fuzz/departures.ts'
 import { Rng, caseRng } from './fuzz/prng.ts'
 import { RawClient, Refused, OP, closePayload, encodeFrame, exchange } from './fuzz/raw-client.ts'
 import { generate, type CaseKind, type FuzzCase } from './fuzz/cases.ts'
 import { BROADCAST, errorKey, expectedFor, normalise } from './fuzz/model.ts'
-import { APP_RATE, HEARTBEAT, MAX_CONNECTIONS, MAX_PER_IP, MAX_VIOLATIONS, buildFuzzApp } from './fuzz/app.ts'
+import { APP_RATE, HEARTBEAT, MAX_CONNECTIONS, MAX_PER_IP, MAX_VIOLATIONS, asked, buildFuzzApp } from './fuzz/app.ts'
+import { generateNumbered } from './fuzz/numbered-cases.ts'
+import { runNumbered, type Mismatch } from './fuzz/numbered-run.ts'
+import { NumberedClient } from './fuzz/numbered-client.ts'
 
 /*
  * Bad input of every kind against a realistic app (test/fuzz/app.ts), with well-behaved
  * clients on the same server throughout. Each generated case is one raw connection
  * (test/fuzz/raw-client.ts: RFC 6455 by hand); what the server must answer and which close
  * code it must send is worked out independently by test/fuzz/model.ts and compared.
+ * Protocol 2 cases (test/fuzz/numbered-cases.ts, run by test/fuzz/numbered-run.ts) are a
+ * connection and the resumes that follow it, their acks and welcomes checked against
+ * test/fuzz/resume-model.ts as well.
  * Replay a run with FUZZ_SEED=<seed> (case n of a seed is the same whatever the order the
- * cases run in); FUZZ_ITERATIONS raises the count.
+ * cases run in); FUZZ_ITERATIONS raises the count, FUZZ_CASES=3,17 runs only those cases.
  *
  * The server runs in this process (tap gives each test file its own): the heap is measured
  * with gc made available at runtime, and every fuzz connection is watched through a WeakRef,
@@ -28,11 +34,13 @@ import { APP_RATE, HEARTBEAT, MAX_CONNECTIONS, MAX_PER_IP, MAX_VIOLATIONS, build
  */
 
 const SEED = process.env.FUZZ_SEED === undefined || process.env.FUZZ_SEED === '' ? randomInt(2 ** 31) : Number(process.env.FUZZ_SEED)
-const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 1000)
+const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 1400)
 const WORKERS = 6
-const WEIGHTS: ReadonlyArray<readonly [number, CaseKind]> = [
+/** FUZZ_CASES=12,40: run only these cases of the seed (to look at a mismatch). */
+const ONLY = process.env.FUZZ_CASES === undefined ? undefined : new Set(process.env.FUZZ_CASES.split(',').map(Number))
+const WEIGHTS: ReadonlyArray<readonly [number, CaseKind | 'numbered']> = [
   [30, 'messages'], [8, 'utf8'], [20, 'frames'], [10, 'bytes'], [6, 'oversize'],
-  [12, 'protocol'], [5, 'fragments'], [1, 'fragflood'], [8, 'abrupt']
+  [12, 'protocol'], [5, 'fragments'], [1, 'fragflood'], [8, 'abrupt'], [40, 'numbered']
 ]
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms))
@@ -52,31 +60,6 @@ async function collect (gc: () => void): Promise<number> {
   }
   return process.memoryUsage().heapUsed
 }
-
-/** Disconnect events by clientId, to wait for and to check the reason of. */
-class Departures {
-  readonly seen = new Map<string, DisconnectInfo>()
-  #waiters = new Map<string, () => void>()
-
-  constructor (app: FastifyInstance) {
-    app.wsManager.on('disconnect', (conn, info) => {
-      this.seen.set(conn.id, info)
-      this.#waiters.get(conn.id)?.()
-    })
-  }
-
-  async of (clientId: string, timeoutMs = 3000): Promise<DisconnectInfo | undefined> {
-    if (this.seen.has(clientId)) return this.seen.get(clientId)
-    await new Promise<void>(resolve => {
-      const timer = setTimeout(resolve, timeoutMs)
-      this.#waiters.set(clientId, () => { clearTimeout(timer); resolve() })
-    })
-    this.#waiters.delete(clientId)
-    return this.seen.get(clientId)
-  }
-}
-
-interface Mismatch { case: number, kind: string, label: string, route: string, problem: string, expected?: unknown, actual?: unknown }
 
 /** Runs one generated case on a raw connection and compares what the server did with the model. */
 async function runCase (port: number, departures: Departures, fuzzCase: FuzzCase, index: number, localAddress: string, rng: Rng, closes: Record<string, number>): Promise<Mismatch | undefined> {
@@ -255,25 +238,40 @@ test(`fuzz: thousands of bad frames and upgrades against a realistic app; the go
   const good = await GoodClient.open(urlOf(app, '/app?id=good'))
   const resumer = new Resumer(urlOf(app, '/feed?id=resumer'))
   await resumer.connect(false)
+  // protocol 2: numbered requests and answers to the server's, across its own drops
+  const numbered = new NumberedClient(urlOf(app, '/rapp?id=numbered&v=2&w=8'))
+  await numbered.connect(false)
+  const serverAsks = { sent: 0, settled: 0, problems: [] as string[] }
   let seq = 0
   const broadcastErrors: string[] = []
   const broadcaster = setInterval(() => {
     app.wsManager.broadcast({ seq: ++seq }, { room: 'feed' }).catch((err: Error) => broadcastErrors.push(err.message))
   }, 5)
-  const requester = setInterval(() => good.request(), 15)
+  const requester = setInterval(() => { good.request(); numbered.request() }, 15)
+  const asker = setInterval(() => {
+    const conn = app.wsManager.getConnection('numbered')
+    if (conn === undefined || !conn.isOpen) return
+    const n = ++serverAsks.sent
+    conn.request('confirm', { n }).then(answer => {
+      serverAsks.settled++
+      if (answer !== 2 * n) serverAsks.problems.push(`request ${n} answered ${JSON.stringify(answer)}`)
+    }, (err: Error) => { serverAsks.settled++; serverAsks.problems.push(`request ${n}: ${err.message}`) })
+  }, 40)
   const bouncing = { on: true }
   t.after(() => {
     clearInterval(broadcaster)
     clearInterval(requester)
+    clearInterval(asker)
     bouncing.on = false
   })
-  const bouncer = (async () => {
-    const rng = caseRng(SEED, -1)
+  const bounce = async (client: { bounce: (ms: number) => Promise<void> }, stream: number): Promise<void> => {
+    const rng = caseRng(SEED, stream)
     while (bouncing.on) {
       await sleep(rng.int(400, 1200))
-      if (bouncing.on) await resumer.bounce(rng.int(5, 150))
+      if (bouncing.on) await client.bounce(rng.int(5, 150))
     }
-  })()
+  }
+  const bouncer = Promise.all([bounce(resumer, -1), bounce(numbered, -3)])
 
   // phase 1: generated cases on WORKERS connections at a time, each worker from its own address
   const mismatches: Mismatch[] = []
@@ -281,11 +279,25 @@ test(`fuzz: thousands of bad frames and upgrades against a realistic app; the go
   const closes: Record<string, number> = {}
   let frames = 0
   let next = 0
+  const plans: Record<string, number> = {}
   const worker = async (w: number): Promise<void> => {
+    const env = { port, departures, asked, otherId: () => numbered.lastRequestId, localAddress: `127.0.1.${w + 1}` }
     while (next < ITERATIONS) {
       const index = next++
+      if (ONLY !== undefined && !ONLY.has(index)) continue
       const rng = caseRng(SEED, index)
-      const fuzzCase = generate(rng, rng.weighted(WEIGHTS))
+      const kind = rng.weighted(WEIGHTS)
+      if (kind === 'numbered') {
+        const numberedCase = generateNumbered(rng)
+        kinds.numbered = (kinds.numbered ?? 0) + 1
+        const plan = numberedCase.label.split(' ').slice(2).join(' ')
+        plans[plan] = (plans[plan] ?? 0) + 1
+        frames += numberedCase.frames
+        const problem = await runNumbered(env, numberedCase, `fz${SEED}-${index}`, index, rng)
+        if (problem !== undefined) mismatches.push(problem)
+        continue
+      }
+      const fuzzCase = generate(rng, kind)
       kinds[fuzzCase.kind] = (kinds[fuzzCase.kind] ?? 0) + 1
       frames += fuzzCase.frames
       const problem = await runCase(port, departures, fuzzCase, index, `127.0.1.${w + 1}`, rng, closes)
@@ -303,6 +315,7 @@ test(`fuzz: thousands of bad frames and upgrades against a realistic app; the go
   t.comment(`done at: ${times.join(', ')}`)
   t.comment(`phase 1: ${ITERATIONS} cases (${JSON.stringify(kinds)}), ${frames} frames, in ${Date.now() - started} ms`)
   t.comment(`close codes by kind: ${JSON.stringify(Object.fromEntries(Object.entries(closes).sort()))}`)
+  t.comment(`protocol 2 resumes: ${JSON.stringify(Object.fromEntries(Object.entries(plans).sort()))}`)
   if (mismatches.length > 0) t.comment(`replay with FUZZ_SEED=${SEED}; first mismatch: ${JSON.stringify(mismatches[0]).slice(0, 2000)}`)
   t.same(mismatches.slice(0, 3), [], `every case did what the model says (${mismatches.length} did not)`)
 
@@ -310,26 +323,37 @@ test(`fuzz: thousands of bad frames and upgrades against a realistic app; the go
   bouncing.on = false
   await bouncer
   await floods(t, port, app)
-  t.equal(app.wsManager.getConnectionCount(), 2, 'after the floods only the good clients are left')
+  t.equal(app.wsManager.getConnectionCount(), 3, 'after the floods only the good clients are left')
 
   // the good clients got everything
   clearInterval(broadcaster)
   clearInterval(requester)
+  clearInterval(asker)
   const lastSeq = seq
   const deadline = Date.now() + 3000
-  while ((good.last < lastSeq || resumer.last < lastSeq || good.pending.size > 0) && Date.now() < deadline) await sleep(10)
+  const done = (): boolean => good.last >= lastSeq && resumer.last >= lastSeq && good.pending.size === 0 &&
+    numbered.last >= lastSeq && numbered.pending.size === 0 && numbered.kept.length === 0 && serverAsks.settled === serverAsks.sent
+  while (!done() && Date.now() < deadline) await sleep(10)
   t.equal(good.last, lastSeq, `the good client got every number up to ${lastSeq}`)
   t.equal(resumer.last, lastSeq, 'so did the resuming client')
   t.same(good.problems, [], 'in order, once each, and nothing else')
   t.same(resumer.problems, [], 'the resuming client too, across its resumes')
   t.ok(resumer.resumes > 0, `it resumed ${resumer.resumes} times, ${resumer.replayed} messages replayed`)
   t.equal(good.pending.size, 0, `every request of the good client was answered (${good.answered})`)
+  t.equal(numbered.last, lastSeq, 'the protocol 2 client got every number too')
+  t.same(numbered.problems, [], 'in order, once each, every ack and welcome within what it sent')
+  t.ok(numbered.resumes > 0, `it resumed ${numbered.resumes} times`)
+  t.equal(numbered.pending.size, 0, `each of its requests was answered once (${numbered.answered})`)
+  t.equal(numbered.kept.length, 0, `every frame it sent was acknowledged (${numbered.sent})`)
+  t.same(serverAsks.problems, [], `the server's requests to it were answered, across its drops (${serverAsks.settled} of ${serverAsks.sent}, ${numbered.served} answers sent)`)
+  t.equal(serverAsks.settled, serverAsks.sent, 'none is left waiting')
   t.same(broadcastErrors, [], 'no broadcast failed')
   t.same(app.wsManager.getRooms().sort(), ['feed'], 'only the good clients\' room is left')
-  t.same(app.wsManager.getActiveConnections().sort(), ['good', 'resumer'])
+  t.same(app.wsManager.getActiveConnections().sort(), ['good', 'numbered', 'resumer'])
 
   good.ws.close(1000)
   resumer.ws.close(1000)
+  numbered.ws.close(1000)
   const until = Date.now() + 3000
   while (app.wsManager.getConnectionCount() > 0 && Date.now() < until) await sleep(10)
   t.equal(app.wsManager.getConnectionCount(), 0, 'the registry is empty once they left')
@@ -341,7 +365,8 @@ test(`fuzz: thousands of bad frames and upgrades against a realistic app; the go
   const alive = refs.filter(r => r.deref() !== undefined).length
   t.comment(`heap: ${(baseline / 2 ** 20).toFixed(1)} MB before, ${(after / 2 ** 20).toFixed(1)} MB after; ${alive} of ${refs.length} fuzz connections and sockets still reachable`)
   t.ok(after < 2 * baseline + 20 * 2 ** 20, 'the heap is back near its baseline')
-  t.ok(alive <= 4, `the fuzz connections were garbage-collected (${alive} of ${refs.length} still reachable)`)
+  const reachable = refs.map(r => r.deref() as { id?: string } | undefined).flatMap(x => typeof x?.id === 'string' ? [x.id] : [])
+  t.ok(alive <= 4, `the fuzz connections were garbage-collected (${alive} of ${refs.length} still reachable${alive > 4 ? `: ${reachable.slice(0, 10).join(', ')}` : ''})`)
 
   const unexpected = errors.filter(m => m !== 'expected crash' && m !== 'Maximum call stack size exceeded')
   t.same(unexpected, [], `the manager reported only the expected errors (${errors.length})`)

@@ -1,12 +1,16 @@
 import { Type } from '@sinclair/typebox'
-import type { FastifyInstance } from 'fastify'
-import { defineMessages, type WsStabilizerOptions } from '../../plugin.ts'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { defineMessages, type ManagedConnection, type WsStabilizerOptions } from '../../plugin.ts'
 import { buildApp } from '../helpers.ts'
 
 /*
  * The server under fuzz: a realistic app with a typed message router (schemas, per-type
- * and per-connection rate limits, rooms) on /app, and a resumable feed on /feed. Both
- * are in room `feed`, which a numbered sequence is broadcast to throughout.
+ * and per-connection rate limits, rooms) on /app, and a resumable feed on /feed. Beside
+ * them, for protocol 2, the other resume routes: typed messages with replay (/rapp) and
+ * without (/rapp-nr, heartbeat in `message` mode), plain listeners without replay
+ * (/feed-nr). All are in room `feed`, which a numbered sequence is broadcast to
+ * throughout. On the resume routes `?ask=1` makes the server ask the client a request
+ * (`hello`) once it is connected; how it was settled is kept in `asked`.
  */
 
 /** ws' maxPayload: the largest route limit. */
@@ -42,6 +46,8 @@ export const messages = defineMessages({
 })
 
 export const SECRET = 'fuzz-secret-0123456789abcdef'
+/** How long the server's requests wait: longer than any case, so that none times out in the middle of one. */
+export const REQUEST_TIMEOUT = 8000
 
 export const pluginOptions: WsStabilizerOptions = {
   limits: { maxConnections: MAX_CONNECTIONS, maxConnectionsPerIp: MAX_PER_IP, maxMessageSize: FEED_LIMIT },
@@ -49,7 +55,8 @@ export const pluginOptions: WsStabilizerOptions = {
   heartbeat: HEARTBEAT,
   closeTimeout: 500,
   shutdown: { timeout: 500 },
-  reconnect: { secret: SECRET }
+  // a log that keeps the whole run: a resume from an old offset never meets a gap by chance
+  reconnect: { secret: SECRET, replayMessages: 100_000, replayBytes: 64 * 2 ** 20 }
 }
 
 function identify (request: { query: unknown }): { clientId?: string, userId?: string } {
@@ -60,15 +67,36 @@ function identify (request: { query: unknown }): { clientId?: string, userId?: s
   }
 }
 
+/** How each `?ask=1` request was settled, by clientId: `ok <answer as JSON>` or `err <code>`. */
+export const asked = new Map<string, string>()
+
+function ask (conn: ManagedConnection, request: { query: unknown }): void {
+  if ((request.query as { ask?: unknown }).ask !== '1') return
+  const id = conn.id
+  conn.request('hello', { id }, { timeout: REQUEST_TIMEOUT }).then(
+    answer => { asked.set(id, `ok ${JSON.stringify(answer)}`) },
+    (err: Error & { clientCode?: string, code?: string }) => { asked.set(id, `err ${err.clientCode ?? err.code ?? err.message}`) })
+}
+
+/** The route's message listener: every message answered with its size, volatile. */
+function plain (_socket: unknown, request: FastifyRequest): void {
+  const conn = request.wsConnection!
+  conn.on('message', (data) => { conn.send({ got: (data as Buffer).length }, { volatile: true }) })
+  ask(conn, request)
+}
+
 export function routes (app: FastifyInstance): void {
   app.get('/app', {
     websocket: true,
     config: { ws: { identify, rooms: ['feed'], limits: { maxMessageSize: APP_LIMIT }, rateLimit: APP_RATE, messages } }
   }, () => {})
-  app.get('/feed', { websocket: true, config: { ws: { identify, rooms: ['feed'], reconnect: true } } }, (_socket, request) => {
-    const conn = request.wsConnection!
-    conn.on('message', (data) => { conn.send({ got: (data as Buffer).length }, { volatile: true }) })
-  })
+  app.get('/feed', { websocket: true, config: { ws: { identify, rooms: ['feed'], reconnect: true } } }, plain)
+  app.get('/feed-nr', { websocket: true, config: { ws: { identify, rooms: ['feed'], reconnect: { replay: false } } } }, plain)
+  app.get('/rapp', { websocket: true, config: { ws: { identify, rooms: ['feed'], reconnect: true, messages } } }, (_socket, request) => ask(request.wsConnection!, request))
+  app.get('/rapp-nr', {
+    websocket: true,
+    config: { ws: { identify, rooms: ['feed'], reconnect: { replay: false }, messages, heartbeat: { mode: 'message' } } }
+  }, (_socket, request) => ask(request.wsConnection!, request))
 }
 
 export async function buildFuzzApp (t: Parameters<typeof buildApp>[0], options: WsStabilizerOptions = pluginOptions): Promise<FastifyInstance> {

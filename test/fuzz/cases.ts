@@ -25,7 +25,7 @@ export interface FuzzCase {
 const KEYS = ['a', 'b', 'text', 'room', 'type', 'id', 'data', '__proto__', 'constructor', 'x y', '', 'é', '\u0000']
 const TYPES = ['echo', 'add', 'join', 'leave', 'outline', 'mirror', 'crash', 'chat', 'ECHO', '', 'add ', '__proto__', 'constructor', 'toString', 'echo.result']
 
-function randomString (rng: Rng, max = 12): string {
+export function randomString (rng: Rng, max = 12): string {
   const n = rng.int(0, max)
   let s = ''
   for (let i = 0; i < n; i++) {
@@ -102,12 +102,12 @@ function nestedList (rng: Rng, depth: number): unknown {
   return Array.from({ length: rng.int(0, 4) }, () => nestedList(rng, depth + 1))
 }
 
-function masked (rng: Rng, spec: FrameSpec): Buffer {
+export function masked (rng: Rng, spec: FrameSpec): Buffer {
   return encodeFrame({ maskKey: rng.bytes(4), ...spec })
 }
 
 /** A message as one frame or as fragments, with pings between them now and then. */
-function messageFrames (rng: Rng, payload: Buffer, binary: boolean): Buffer[] {
+export function messageFrames (rng: Rng, payload: Buffer, binary: boolean): Buffer[] {
   const opcode = binary ? OP.BINARY : OP.TEXT
   if (payload.length < 2 || rng.chance(0.6)) return [masked(rng, { opcode, payload })]
   const parts = rng.int(2, Math.min(6, payload.length))
@@ -123,7 +123,7 @@ function messageFrames (rng: Rng, payload: Buffer, binary: boolean): Buffer[] {
   return out
 }
 
-function closeFrame (rng: Rng): Buffer {
+export function closeFrame (rng: Rng): Buffer {
   return masked(rng, { opcode: OP.CLOSE, payload: rng.chance(0.9) ? closePayload(rng.pick([1000, 1001, 4000, 3000, 1011]), randomString(rng, 20).slice(0, 20)) : Buffer.alloc(0) })
 }
 
@@ -136,7 +136,7 @@ export function invalidUtf8 (rng: Rng): Buffer {
 }
 
 /** One protocol violation of a chosen kind. */
-function violation (rng: Rng): Buffer[] {
+export function violation (rng: Rng): Buffer[] {
   const payload = Buffer.from(JSON.stringify({ type: 'add', id: 1, data: { a: 1, b: 2 } }))
   return rng.pick<() => Buffer[]>([
     () => [encodeFrame({ opcode: OP.TEXT, payload, masked: false })],
@@ -154,7 +154,7 @@ function violation (rng: Rng): Buffer[] {
   ])()
 }
 
-function randomFrame (rng: Rng): Buffer {
+export function randomFrame (rng: Rng): Buffer {
   const opcode = rng.weighted([[6, OP.TEXT], [3, OP.CONT], [2, OP.BINARY], [2, OP.PING], [1, OP.PONG], [1, OP.CLOSE], [1, rng.int(0, 15)]] as const)
   const payload = rng.weighted([
     [4, () => Buffer.from(randomMessage(rng))],
@@ -175,7 +175,7 @@ function randomFrame (rng: Rng): Buffer {
 }
 
 /** Splits a stream into chunks of random sizes, so frames arrive cut anywhere. */
-function chunked (rng: Rng, bytes: Buffer): Buffer[] {
+export function chunked (rng: Rng, bytes: Buffer): Buffer[] {
   if (bytes.length < 2 || rng.chance(0.4)) return [bytes]
   const out: Buffer[] = []
   let at = 0

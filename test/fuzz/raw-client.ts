@@ -62,7 +62,14 @@ export function closePayload (code: number, reason: Buffer | string = ''): Buffe
   return out
 }
 
-export interface ServerFrame { opcode: number, payload: Buffer, fin: boolean, rsv1: boolean }
+export interface ServerFrame {
+  opcode: number
+  payload: Buffer
+  fin: boolean
+  rsv1: boolean
+  /** How many bytes the client had written when the frame arrived. */
+  written: number
+}
 
 export interface UpgradeOptions {
   localAddress?: string
@@ -94,6 +101,8 @@ export class RawClient {
   /** The server's answer to the upgrade (status line and headers). */
   readonly head: string
   answerPings = false
+  /** Bytes handed to the socket so far. */
+  written = 0
   #buffer: Buffer = Buffer.alloc(0)
   #waiters: Array<() => void> = []
 
@@ -135,7 +144,10 @@ export class RawClient {
   }
 
   write (bytes: Buffer): void {
-    if (!this.socket.destroyed && this.socket.writable) this.socket.write(bytes)
+    if (!this.socket.destroyed && this.socket.writable) {
+      this.written += bytes.length
+      this.socket.write(bytes)
+    }
   }
 
   send (spec: FrameSpec): void {
@@ -203,7 +215,7 @@ export class RawClient {
         this.pings++
         if (this.answerPings) this.send({ opcode: OP.PONG, payload: Buffer.from(payload) })
       } else if (opcode !== OP.PONG) {
-        this.frames.push({ opcode, payload: Buffer.from(payload), fin: (b[0] & 0x80) !== 0, rsv1: (b[0] & 0x40) !== 0 })
+        this.frames.push({ opcode, payload: Buffer.from(payload), fin: (b[0] & 0x80) !== 0, rsv1: (b[0] & 0x40) !== 0, written: this.written })
       }
     }
     this.#wake()
