@@ -13,7 +13,7 @@ import { rawWs, socketIoRedis, type Contender } from './servers.ts'
  * the old one drains takes the port as soon as it is free. Driven over IPC; it exits when
  * the parent goes.
  *
- * argv: <contender> <heartbeatMs> <redisUrl> <prefix> <port (0: any)>
+ * argv: <contender> <heartbeatMs> <redisUrl> <prefix> <port (0: any)> [<replayMessages> <replayBytes>]
  */
 
 export type ScaleServerCommand =
@@ -27,7 +27,7 @@ export type ScaleContender = 'ws' | 'plugin+redis' | 'socket.io+redis' | 'plugin
 
 export const RESUME_SECRET = 'bench-scale-reconnect-secret'
 
-const [name, heartbeatArg, redisUrl, prefix, portArg] = process.argv.slice(2) as [ScaleContender, string, string, string, string]
+const [name, heartbeatArg, redisUrl, prefix, portArg, replayMessages, replayBytes] = process.argv.slice(2) as [ScaleContender, string, string, string, string, string?, string?]
 const heartbeat = Number(heartbeatArg)
 const wanted = Number(portArg)
 
@@ -53,7 +53,15 @@ async function plugin (resume: boolean): Promise<Plugin> {
   await app.register(wsStabilizer, {
     heartbeat: { interval: heartbeat, timeout: heartbeat * 3 },
     adapter: new RedisAdapter({ url: redisUrl, prefix }),
-    ...(resume ? { reconnect: { secret: RESUME_SECRET } } : {})
+    ...(resume
+      ? {
+          reconnect: {
+            secret: RESUME_SECRET,
+            // the log's bounds (defaults 1000 messages, 1 MiB) also bound a reconnect storm: see scale.ts
+            ...(replayMessages === undefined ? {} : { replayMessages: Number(replayMessages), replayBytes: Number(replayBytes) })
+          }
+        }
+      : {})
   })
   app.get('/ws', { websocket: true, config: { ws: resume ? { reconnect: true } : {} } }, () => {})
   // everything but the port: the adapter is connected and the log takes messages from now on
@@ -78,10 +86,14 @@ async function plugin (resume: boolean): Promise<Plugin> {
     },
     clients: () => manager.getConnectionCount(),
     async close () {
+      // the same drain fastify.close() runs (it reuses this one), for its report
+      report = await manager.gracefulShutdown()
       await app.close()
     }
   }
 }
+
+let report: object | undefined
 
 let contender: Contender
 let listen: () => Promise<number>
@@ -119,7 +131,7 @@ process.on('message', (command: ScaleServerCommand) => {
       const started = performance.now()
       setTimeout(() => process.exit(0), 15_000).unref()
       contender.close().finally(() => {
-        if (process.connected) process.send!({ closedMs: performance.now() - started }, () => process.exit(0))
+        if (process.connected) process.send!({ closedMs: performance.now() - started, report }, () => process.exit(0))
         else process.exit(0)
       })
       break

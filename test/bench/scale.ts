@@ -37,6 +37,16 @@ const B = Number(arg('broadcasts') ?? 5)
 const rolling = process.argv.includes('--rolling')
 const budget = Number(arg('budget') ?? (rolling ? 420 : 600))
 const only = arg('only')?.split(',')
+/*
+ * The replay log's bounds on each instance of the rolling restart. A client that resumes on
+ * another instance than the one its offsets belong to gets its missed messages logged again
+ * there, addressed to it alone (so that a drop during the replay loses nothing): a storm of
+ * k clients that missed m messages each adds k × m entries to the new instance's log. With
+ * the defaults (1000 messages, 1 MiB) the first ~1000 entries evict what the later resumes
+ * need, and they fail as `gap`. `--replay=default` keeps the defaults (to see it); by default
+ * the log holds 20 missed messages for each client of an instance (~400 B each).
+ */
+const replay = arg('replay') === 'default' ? undefined : { messages: 20 * Math.ceil(N / P), bytes: 20 * Math.ceil(N / P) * 400 }
 /** In flight at once, over all client processes. */
 const CONCURRENCY = 200
 const STEP = 60_000
@@ -95,7 +105,8 @@ function spawnChild<T> (script: string, args: string[], gc: boolean): Child<T> {
 interface Started { server: Server, baseline: { rss: number, heapUsed: number } }
 
 async function startServer (name: ScaleContender, redisUrl: string, prefix: string, port = 0): Promise<Started> {
-  const server = spawnChild<ScaleServerCommand>('scale-server.ts', [name, String(HEARTBEAT), redisUrl, prefix, String(port)], true)
+  const tuning = name === 'plugin+resume' && replay !== undefined ? [String(replay.messages), String(replay.bytes)] : []
+  const server = spawnChild<ScaleServerCommand>('scale-server.ts', [name, String(HEARTBEAT), redisUrl, prefix, String(port), ...tuning], true)
   const ready = await server.next<{ ready: true, mem: { rss: number, heapUsed: number } }>(STEP)
   return { server, baseline: ready.mem }
 }
@@ -275,6 +286,7 @@ interface RestartFigures {
   errors: Record<string, number>
   attempts: number
   drainMs: number
+  terminated: number
   portFreeMs: number
   settleMs: number
   longestAwayMs: number
@@ -332,11 +344,11 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
         lastRedis = nowRedis
         lastAt = performance.now()
       }, 250)
-      const closed = old.ask<{ closedMs: number }>({ cmd: 'exit' }, 30_000)
+      const closed = old.ask<{ closedMs: number, report?: { closedCount: number, terminatedCount: number } }>({ cmd: 'exit' }, 30_000)
       await bound
       const portFreeMs = performance.now() - t0
       servers[i] = next.server
-      const { closedMs } = await closed
+      const { closedMs, report: drained } = await closed
       // every moved client back (a welcome, resumed or not), bounded
       let s = await states(clients)
       const end = Date.now() + 60_000
@@ -359,6 +371,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
         errors: s.errors,
         attempts: s.attempts,
         drainMs: closedMs,
+        terminated: drained?.terminatedCount ?? NaN,
         portFreeMs,
         settleMs: s.lastBackAt - at,
         longestAwayMs: s.longestAway,
@@ -369,7 +382,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
       }
       before = after
       figures.push(f)
-      log(`rolling: instance ${i}: ${f.moved} moved, ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s, missed ${f.missed}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %`)
+      log(`rolling: instance ${i}: ${f.moved} moved, ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s, drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %`)
       await sleep(3000)
     }
   } finally {
@@ -402,18 +415,18 @@ let json: unknown
 try {
   if (rolling) {
     const figures = await rollingRun(redis)
-    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} | ${fmt(f.portFreeMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} |`)
+    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} |`)
     output = [
-      `## Rolling restart: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second`,
+      `## Rolling restart: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second, replay log ${replay === undefined ? 'of the defaults (1000 messages, 1 MiB)' : `of ${fmt(replay.messages)} messages, ${fmt(replay.bytes / 1048576, 1)} MiB`} per instance`,
       '',
-      '| restart | clients moved | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms) | port free (ms) | all back (ms) | longest away (ms) | missed | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) |',
+      '| restart | clients moved | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | all back (ms) | longest away (ms) | missed | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) |',
       '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows,
       '',
       machine(),
       ''
     ].join('\n')
-    json = { N, P, C, heartbeat: HEARTBEAT, figures }
+    json = { N, P, C, heartbeat: HEARTBEAT, replay: replay ?? 'default', figures }
   } else {
     const contenders = (['ws', 'plugin+redis', 'socket.io+redis'] as const).filter(n => only === undefined || only.includes(n))
     for (const name of contenders) await scaleRun(name, redis, 1)
