@@ -25,6 +25,7 @@ export type ScaleClientCommand =
   | { cmd: 'seen', seq: number }
   | { cmd: 'state' }
   | { cmd: 'mark' }
+  | { cmd: 'route', from: number, to: number }
   | { cmd: 'report', finalSeq: number }
   | { cmd: 'close' }
 
@@ -75,6 +76,8 @@ function seqOf (payload: Buffer): number {
 }
 
 const clients: Client[] = []
+/** A port that moved (`--surge`: the new instance listens on a new port): what a load balancer would do. */
+const routes = new Map<number, number>()
 const seen = new Map<number, Seen>()
 let reconnecting = false
 let state: RestartState = freshState()
@@ -98,7 +101,7 @@ function arrived (seq: number, at: number): void {
 
 class Client {
   readonly kind: ClientKind
-  readonly port: number
+  port: number
   socket: net.Socket | undefined
   #pending: Buffer | undefined
   #upgraded = false
@@ -131,6 +134,7 @@ class Client {
     this.#closeCode = 1006
     this.#status = 0
     this.#error = ''
+    this.port = routes.get(this.port) ?? this.port
     const path = this.kind === 'socket.io' ? '/socket.io/?EIO=4&transport=websocket' : '/ws'
     const resume = this.#away && this.token !== '' ? `x-ws-resume: ${this.token}\r\nx-ws-offset: ${this.offset}\r\n` : ''
     const request = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${this.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${resume}\r\n`
@@ -347,6 +351,10 @@ process.on('message', (command: ScaleClientCommand) => {
       send('marked')
       break
     }
+    case 'route':
+      routes.set(command.from, command.to)
+      send('routed')
+      break
     case 'report':
       send(report(command.finalSeq))
       break

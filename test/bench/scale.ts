@@ -35,6 +35,8 @@ const C = Number(arg('clients') ?? Math.max(1, Math.ceil(N / PER_PROCESS)))
 const HEARTBEAT = Number(arg('heartbeat') ?? 5000)
 const B = Number(arg('broadcasts') ?? 5)
 const rolling = process.argv.includes('--rolling')
+/** The new instance starts on a new port and the clients go there (a load balancer's part), instead of taking the old one's port. */
+const surge = process.argv.includes('--surge')
 const budget = Number(arg('budget') ?? (rolling ? 420 : 600))
 const only = arg('only')?.split(',')
 /*
@@ -322,8 +324,14 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
     for (let i = 0; i < P; i++) {
       await Promise.all(clients.map(c => c.ask({ cmd: 'mark' })))
       // the new process first, everything but the port: it takes the port when the old one lets it go
-      const next = await startServer(name, redis.url, prefix, ports[i])
+      // (--surge: it listens on a port of its own at once, and the clients of the old one are sent there)
+      const next = await startServer(name, redis.url, prefix, surge ? 0 : ports[i])
       const bound = listen(next.server)
+      if (surge) {
+        const to = await bound
+        await Promise.all(clients.map(c => c.ask({ cmd: 'route', from: ports[i], to })))
+        ports[i] = to
+      }
       restarting = i
       const old = servers[i]
       const t0 = performance.now()
@@ -417,7 +425,7 @@ try {
     const figures = await rollingRun(redis)
     const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} |`)
     output = [
-      `## Rolling restart: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second, replay log ${replay === undefined ? 'of the defaults (1000 messages, 1 MiB)' : `of ${fmt(replay.messages)} messages, ${fmt(replay.bytes / 1048576, 1)} MiB`} per instance`,
+      `## Rolling restart${surge ? ' with a surge instance (new port, clients sent there)' : ' on the same ports'}: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second, replay log ${replay === undefined ? 'of the defaults (1000 messages, 1 MiB)' : `of ${fmt(replay.messages)} messages, ${fmt(replay.bytes / 1048576, 1)} MiB`} per instance`,
       '',
       '| restart | clients moved | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | all back (ms) | longest away (ms) | missed | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) |',
       '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
@@ -426,7 +434,7 @@ try {
       machine(),
       ''
     ].join('\n')
-    json = { N, P, C, heartbeat: HEARTBEAT, replay: replay ?? 'default', figures }
+    json = { N, P, C, heartbeat: HEARTBEAT, surge, replay: replay ?? 'default', figures }
   } else {
     const contenders = (['ws', 'plugin+redis', 'socket.io+redis'] as const).filter(n => only === undefined || only.includes(n))
     for (const name of contenders) await scaleRun(name, redis, 1)
@@ -460,7 +468,7 @@ try {
 }
 process.stdout.write(`\n${output}`)
 mkdirSync(resultsDir, { recursive: true })
-const file = rolling ? 'rolling-results' : 'scale-results'
+const file = rolling ? `rolling${surge ? '-surge' : ''}${replay === undefined ? '-default-log' : ''}-results` : 'scale-results'
 writeFileSync(`${resultsDir}${file}.md`, output)
 writeFileSync(`${resultsDir}${file}.json`, JSON.stringify(json, null, 2))
 process.stdout.write(`\nwritten to test/bench/results/${file}.md and .json\n`)
