@@ -45,6 +45,8 @@ export interface RestartState {
   errors: Record<string, number>
   /** When the last moved client got its welcome (performance.timeOrigin + now, ms), and the longest a client was away. */
   lastBackAt: number
+  /** When the last moved client saw its connection end. */
+  lastAwayAt: number
   longestAway: number
   attempts: number
 }
@@ -83,7 +85,7 @@ let reconnecting = false
 let state: RestartState = freshState()
 
 function freshState (): RestartState {
-  return { open: 0, total: 0, moved: 0, resumed: 0, failed: {}, refused: {}, errors: {}, lastBackAt: 0, longestAway: 0, attempts: 0 }
+  return { open: 0, total: 0, moved: 0, resumed: 0, failed: {}, refused: {}, errors: {}, lastBackAt: 0, lastAwayAt: 0, longestAway: 0, attempts: 0 }
 }
 
 function count (into: Record<string, number>, key: string): void {
@@ -271,6 +273,7 @@ class Client {
       state.moved++
       this.#away = true
       this.#awayAt = now()
+      state.lastAwayAt = Math.max(state.lastAwayAt, this.#awayAt)
       // a connection that stayed open for a while starts the count again (as our client does)
       if (this.#awayAt - this.openedAt >= DEFAULT_RECONNECT.resetAfter) this.#attempt = 0
     } else if (!this.#away) return

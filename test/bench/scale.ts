@@ -190,6 +190,7 @@ async function states (clients: Clients[]): Promise<RestartState> {
     refused: merge('refused'),
     errors: merge('errors'),
     lastBackAt: Math.max(...all.map(s => s.lastBackAt)),
+    lastAwayAt: Math.max(...all.map(s => s.lastAwayAt)),
     longestAway: Math.max(...all.map(s => s.longestAway))
   }
 }
@@ -291,6 +292,7 @@ interface RestartFigures {
   terminated: number
   portFreeMs: number
   settleMs: number
+  lastClosedMs: number
   longestAwayMs: number
   missed: number
   duplicated: number
@@ -382,6 +384,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
         terminated: drained?.terminatedCount ?? NaN,
         portFreeMs,
         settleMs: s.lastBackAt - at,
+        lastClosedMs: s.lastAwayAt - at,
         longestAwayMs: s.longestAway,
         missed: after.missed - before.missed,
         duplicated: after.duplicated - before.duplicated,
@@ -390,7 +393,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
       }
       before = after
       figures.push(f)
-      log(`rolling: instance ${i}: ${f.moved} moved, ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s, drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %`)
+      log(`rolling: instance ${i}: ${f.moved} moved, ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s (last one closed at ${(f.lastClosedMs / 1000).toFixed(2)} s, longest away ${(f.longestAwayMs / 1000).toFixed(2)} s), drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %`)
       await sleep(3000)
     }
   } finally {
@@ -423,12 +426,12 @@ let json: unknown
 try {
   if (rolling) {
     const figures = await rollingRun(redis)
-    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} |`)
+    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.lastClosedMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} |`)
     output = [
       `## Rolling restart${surge ? ' with a surge instance (new port, clients sent there)' : ' on the same ports'}: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second, replay log ${replay === undefined ? 'of the defaults (1000 messages, 1 MiB)' : `of ${fmt(replay.messages)} messages, ${fmt(replay.bytes / 1048576, 1)} MiB`} per instance`,
       '',
-      '| restart | clients moved | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | all back (ms) | longest away (ms) | missed | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) |',
-      '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| restart | clients moved | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | last closed (ms) | all back (ms) | longest away (ms) | missed | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) |',
+      '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows,
       '',
       machine(),
