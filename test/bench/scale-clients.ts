@@ -35,8 +35,9 @@ export interface Seen { count: number, last: number }
 export interface RestartState {
   open: number
   total: number
-  /** Connections the server closed with a code that asks for a reconnect. */
+  /** Connections the server closed with a code that asks for a reconnect; the close codes of all that ended (1006: no close frame, a heartbeat timeout say). */
   moved: number
+  codes: Record<string, number>
   /** Of those, the ones back with `resumed: true`; the ones back with a fresh session, by reason. */
   resumed: number
   failed: Record<string, number>
@@ -85,7 +86,7 @@ let reconnecting = false
 let state: RestartState = freshState()
 
 function freshState (): RestartState {
-  return { open: 0, total: 0, moved: 0, resumed: 0, failed: {}, refused: {}, errors: {}, lastBackAt: 0, lastAwayAt: 0, longestAway: 0, attempts: 0 }
+  return { open: 0, total: 0, moved: 0, codes: {}, resumed: 0, failed: {}, refused: {}, errors: {}, lastBackAt: 0, lastAwayAt: 0, longestAway: 0, attempts: 0 }
 }
 
 function count (into: Record<string, number>, key: string): void {
@@ -269,6 +270,7 @@ class Client {
     done?.(false)
     if (!reconnecting || this.kind !== 'resume') return
     if (wasOpen) {
+      count(state.codes, String(this.#closeCode))
       if (!RECONNECT_CODES.has(this.#closeCode) && this.#closeCode !== 1013) return
       state.moved++
       this.#away = true

@@ -175,7 +175,7 @@ async function untilSeen (clients: Clients[], seq: number, expected: number, ms 
 async function states (clients: Clients[]): Promise<RestartState> {
   const all = await Promise.all(clients.map(c => c.ask<RestartState>({ cmd: 'state' })))
   const sum = (key: 'open' | 'total' | 'moved' | 'resumed' | 'attempts'): number => all.reduce((a, s) => a + s[key], 0)
-  const merge = (key: 'failed' | 'refused' | 'errors'): Record<string, number> => {
+  const merge = (key: 'failed' | 'refused' | 'errors' | 'codes'): Record<string, number> => {
     const out: Record<string, number> = {}
     for (const s of all) for (const [k, v] of Object.entries(s[key])) out[k] = (out[k] ?? 0) + v
     return out
@@ -186,6 +186,7 @@ async function states (clients: Clients[]): Promise<RestartState> {
     moved: sum('moved'),
     resumed: sum('resumed'),
     attempts: sum('attempts'),
+    codes: merge('codes'),
     failed: merge('failed'),
     refused: merge('refused'),
     errors: merge('errors'),
@@ -284,6 +285,7 @@ async function scaleRun (name: ScaleContender, redis: RedisServer, run: number):
 interface RestartFigures {
   instance: number
   moved: number
+  codes: Record<string, number>
   resumed: number
   failed: Record<string, number>
   refused: Record<string, number>
@@ -376,6 +378,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
       const f: RestartFigures = {
         instance: i,
         moved: s.moved,
+        codes: s.codes,
         resumed: s.resumed,
         failed: s.failed,
         refused: s.refused,
@@ -394,7 +397,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
       }
       before = after
       figures.push(f)
-      log(`rolling: instance ${i}: ${f.moved} moved, ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s (last one closed at ${(f.lastClosedMs / 1000).toFixed(2)} s, longest away ${(f.longestAwayMs / 1000).toFixed(2)} s), drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %`)
+      log(`rolling: instance ${i}: ${f.moved} moved (close codes ${describe(f.codes)}), ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s (last one closed at ${(f.lastClosedMs / 1000).toFixed(2)} s, longest away ${(f.longestAwayMs / 1000).toFixed(2)} s), drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %`)
       await sleep(3000)
     }
   } finally {
@@ -427,11 +430,11 @@ let json: unknown
 try {
   if (rolling) {
     const figures = await rollingRun(redis)
-    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.lastClosedMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} |`)
+    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} (${describe(f.codes)}) | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.lastClosedMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} |`)
     output = [
       `## Rolling restart${surge ? ' with a surge instance (new port, clients sent there)' : ' on the same ports'}: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second, replay log ${replay === undefined ? 'of the defaults (1000 messages, 1 MiB)' : `of ${fmt(replay.messages)} messages, ${fmt(replay.bytes / 1048576, 1)} MiB`} per instance`,
       '',
-      '| restart | clients moved | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | last closed (ms) | all back (ms) | longest away (ms) | missed | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) |',
+      '| restart | clients moved (close codes) | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | last closed (ms) | all back (ms) | longest away (ms) | missed | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) |',
       '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows,
       '',
