@@ -207,7 +207,7 @@ function total (record: Record<string, number>): number {
 
 function describe (record: Record<string, number>): string {
   const entries = Object.entries(record)
-  return entries.length === 0 ? '0' : entries.map(([k, v]) => `${v} ${k}`).join(', ')
+  return entries.length === 0 ? '0' : entries.map(([k, v]) => `${k}: ${fmt(v)}`).join(', ')
 }
 
 const samples: Samples = {}
