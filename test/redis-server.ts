@@ -34,6 +34,11 @@ export class RedisServer {
   port = 0
   #child: ChildProcess | undefined = undefined
 
+  /** The redis-server process while it runs (the bench reads its CPU time from /proc). */
+  get pid (): number | undefined {
+    return this.#child?.pid
+  }
+
   get url (): string {
     return `redis://127.0.0.1:${this.port}`
   }

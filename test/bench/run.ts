@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { performance } from 'node:perf_hooks'
@@ -9,6 +8,7 @@ import type { Cpu, Mem, ServerCommand } from './server.ts'
 import type { ConnectResult, ExpectResult, LoadCommand } from './load.ts'
 import { add, medians, table, type Metric, type Samples } from './report.ts'
 import { build } from './build.ts'
+import { Child as BenchChild } from './child.ts'
 
 /*
  * `npm run bench` (issue 7): raw ws, @fastify/websocket, Socket.IO and this plugin side by
@@ -47,69 +47,18 @@ if (part === 'upstream') {
   process.exit(0)
 }
 
-/** A child process and its IPC messages, read one at a time. */
-class Child {
-  readonly process: ChildProcess
-  #inbox: unknown[] = []
-  #waiters: Array<(m: unknown) => void> = []
-  #exited: Promise<void>
-
-  constructor (script: string, args: string[], gc: boolean) {
-    // BENCH_PROF=<dir>: a CPU profile of every server process (node --cpu-prof)
-    const prof = gc && process.env.BENCH_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []
-    const node = [process.execPath, ...prof, ...(gc ? ['--expose-gc'] : []), `${childDir}${script.replace(/\.ts$/, '.js')}`, ...args]
-    // the fd limit: 10,000 sockets in one process
-    this.process = spawn('bash', ['-c', 'ulimit -n "$(ulimit -Hn)"; exec "$@"', 'bash', ...node], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    this.process.on('message', m => {
-      const waiter = this.#waiters.shift()
-      if (waiter !== undefined) waiter(m)
-      else this.#inbox.push(m)
-    })
-    this.#exited = new Promise(resolve => this.process.once('exit', () => resolve()))
-  }
-
-  get pid (): number {
-    return this.process.pid!
-  }
-
-  next<T> (timeoutMs = STEP_TIMEOUT): Promise<T> {
-    if (this.#inbox.length > 0) return Promise.resolve(this.#inbox.shift() as T)
-    return new Promise((resolve, reject) => {
-      const waiter = (m: unknown): void => {
-        clearTimeout(timer)
-        resolve(m as T)
-      }
-      const timer = setTimeout(() => {
-        this.#waiters.splice(this.#waiters.indexOf(waiter), 1)
-        reject(new Error(`pid ${this.pid}: no answer within ${timeoutMs} ms`))
-      }, timeoutMs)
-      this.#waiters.push(waiter)
-    })
-  }
-
-  async ask<T> (command: ServerCommand | LoadCommand, timeoutMs?: number): Promise<T> {
-    this.process.send(command)
-    return await this.next<T>(timeoutMs)
-  }
-
-  async stop (command: ServerCommand | LoadCommand): Promise<void> {
-    if (this.process.exitCode === null) this.process.send(command)
-    const timer = setTimeout(() => this.process.kill('SIGKILL'), 5000)
-    await this.#exited
-    clearTimeout(timer)
-  }
-}
+type Child = BenchChild<ServerCommand | LoadCommand>
 
 interface Server { child: Child, port: number, baseline: Mem }
 
 async function startServer (name: ContenderName, heartbeat: number, redisUrl = '', prefix = ''): Promise<Server> {
-  const child = new Child('server.ts', [name, String(heartbeat), redisUrl, prefix], true)
+  const child = new BenchChild<ServerCommand | LoadCommand>(childDir, 'server.ts', [name, String(heartbeat), redisUrl, prefix], true)
   const { port, mem } = await child.next<{ port: number, mem: Mem }>()
   return { child, port, baseline: mem }
 }
 
 async function startLoad (): Promise<Child> {
-  const child = new Child('load.ts', [], false)
+  const child = new BenchChild<ServerCommand | LoadCommand>(childDir, 'load.ts', [], false)
   await child.next()
   return child
 }
