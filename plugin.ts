@@ -12,6 +12,7 @@ import { registerPrometheus } from './lib/prometheus.ts'
 import { guardLateUpgrades } from './lib/shutdown.ts'
 import './types/index.ts'
 import { kSocketError } from './lib/symbols.ts'
+import { registerDashboard } from './lib/dashboard/routes.ts'
 
 const PROXY_IDLE_WARNING_MS = 55_000
 
@@ -89,6 +90,7 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
     if (route.websocket !== true && route.wsHandler === undefined) route.handler = refuseUpgrades(route.handler)
   })
   fastify.websocketServer.on('connection', onConnection(manager))
+  if (options.dashboard !== undefined) registerDashboard(fastify, manager, options.dashboard, log)
 
   /** Socket errors are logged by the connection's own listener; handler errors close that socket with 1011. */
   function errorHandler (error: Error, socket: WebSocket, request: FastifyRequest): void {

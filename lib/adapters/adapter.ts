@@ -106,6 +106,16 @@ export interface Broker {
   close (): void | Promise<void>
 }
 
+/** Another instance as its presence shows it (the dashboard's instance list). */
+export interface InstanceInfo {
+  readonly id: string
+  /** False: it died without a shutdown; its connections are kept for resumes (`reconnect.maxDisconnect`). */
+  readonly alive: boolean
+  readonly connections: number
+  /** When it last wrote its presence (ms since the epoch); undefined when it is no longer alive. */
+  readonly lastHeartbeat: number | undefined
+}
+
 /**
  * Presence (centrifuge's `PresenceManager`): what the other instances know of this one's
  * connections. The three updates must not throw or wait; the two queries answer for the
@@ -121,6 +131,8 @@ export interface PresenceManager {
   remoteConnections (): Promise<PresenceEntry[]>
   /** How many connections the user has on the other live instances. */
   remoteUserConnections (userId: string): Promise<number>
+  /** Optional: the other instances, each with its connection count and last heartbeat (the dashboard shows them). */
+  instances? (): Promise<InstanceInfo[]>
   /** Called once on fastify.close(), after every local connection is closed, before the broker closes. */
   close (): void | Promise<void>
 }
