@@ -68,17 +68,8 @@ export class LiveDashboards {
     this.#sampler = new Sampler(source, options.history)
   }
 
-  get viewers (): number {
-    return this.#viewers.size
-  }
-
-  /** @internal For tests: whether the timer runs. */
-  get running (): boolean {
-    return this.#timer !== undefined
-  }
-
+  /** In the app's onReady, once. */
   start (): void {
-    if (this.#timer !== undefined) return
     this.#removeGap = this.#source.onGap(info => { this.#sampler.gap(info) })
     this.#timer = setInterval(() => { this.tick() }, this.#options.interval).unref()
     this.tick()
@@ -140,7 +131,7 @@ export class LiveDashboards {
   /** The instances: this one from its snapshot, the others as the presence last told. */
   #cluster (now: number, connections: number): ClusterSummary | undefined {
     const others = this.#others
-    if (others.length === 0 && this.#source.adapterName === 'memory') return undefined
+    if (others.length === 0 && this.#source.adapterName === 'memory' && this.#clusterError === undefined) return undefined
     const self = { id: this.#source.instanceId, alive: true, connections, lastHeartbeat: now, self: true, health: this.#source.health().status }
     const instances = [self, ...others.map(i => ({ ...i, self: false, health: i.alive ? 'up' : 'gone (kept for resumes)' }))]
     let total = 0
@@ -181,7 +172,7 @@ export class LiveDashboards {
     if (message.type === 'action') {
       this.#act(viewer, message).then(
         result => { this.#reply(viewer, message.id, result) },
-        (err: unknown) => { this.#reply(viewer, message.id, { ok: false, message: err instanceof Error ? err.message : String(err) }) }
+        (err: Error) => { this.#reply(viewer, message.id, { ok: false, message: err.message }) }
       )
       return
     }

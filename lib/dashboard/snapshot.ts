@@ -66,7 +66,7 @@ export class Sampler {
   readonly #size: number
   #last: { t: number, stats: StatsSnapshot } | undefined = undefined
   #rates: Rates = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0, broadcasts: 0, disconnects: 0 }
-  #rtts = new Float64Array(1024)
+  #rtts = new Float64Array(16)
   #gaps = 0
   #lastGap: (GapInfo & { at: number }) | undefined = undefined
 
