@@ -85,7 +85,7 @@ test('authorize: false is 403, unauthenticated is 401, true and { user } let in,
       }
     }
   })
-  for (const path of ['/ws-admin', '/ws-admin/dashboard.js', '/ws-admin/dashboard.css', '/ws-admin/ticket']) {
+  for (const path of ['/ws-admin', '/ws-admin/dashboard.js', '/ws-admin/dashboard.css', '/ws-admin/favicon.svg', '/ws-admin/ticket']) {
     const anonymous = await fetch(`${baseOf(app)}${path}`)
     t.equal(anonymous.status, 401, `${path} anonymous`)
     t.equal(anonymous.headers.get('www-authenticate'), 'Basic realm="ws-admin"', 'authorize may set headers on the refusal')

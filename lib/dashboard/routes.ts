@@ -15,7 +15,7 @@ import { Tickets, ticketOf } from './tickets.ts'
  */
 
 const ASSETS = new URL('./assets/', import.meta.url)
-const TYPES = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' }
+const TYPES = { html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8', svg: 'image/svg+xml' }
 /** What a Host header may hold, as it goes into the CSP's connect-src. */
 const HOST = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/
 
@@ -63,6 +63,7 @@ export function registerDashboard (fastify: FastifyInstance, manager: WsManager,
   const page = asset('index.html').replaceAll('{{path}}', path)
   const script = asset('dashboard.js')
   const style = asset('dashboard.css')
+  const icon = asset('favicon.svg')
 
   async function guard (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     reply.headers(securityHeaders(request.headers.host))
@@ -76,7 +77,7 @@ export function registerDashboard (fastify: FastifyInstance, manager: WsManager,
     await reply.code(status).send({ statusCode: status, error: status === 401 ? 'Unauthorized' : 'Forbidden', message: status === 401 ? 'authentication required' : 'not allowed to see the dashboard' })
   }
 
-  const files: Array<[string, string, string]> = [[path, page, TYPES.html], [`${path}/dashboard.js`, script, TYPES.js], [`${path}/dashboard.css`, style, TYPES.css]]
+  const files: Array<[string, string, string]> = [[path, page, TYPES.html], [`${path}/dashboard.js`, script, TYPES.js], [`${path}/dashboard.css`, style, TYPES.css], [`${path}/favicon.svg`, icon, TYPES.svg]]
   for (const [url, body, type] of files) {
     fastify.get(url, { onRequest: guard }, async (_request, reply) => await reply.type(type).send(body))
   }
