@@ -8,6 +8,10 @@ import { Tickets, ticketOf } from '../lib/dashboard/tickets.ts'
 import { topRooms } from '../lib/dashboard/snapshot.ts'
 import { tableQuery } from '../lib/dashboard/table.ts'
 import { securityHeaders } from '../lib/dashboard/routes.ts'
+import { Redis } from 'ioredis'
+import { RedisAdapter } from '../lib/adapters/redis.ts'
+import type { RedisPresence } from '../lib/adapters/redis-presence.ts'
+import { redisAvailable, startRedis } from './redis-server.ts'
 
 /*
  * The dashboard's server part: options, who gets in (401/403, tickets, origins), the CSP,
@@ -478,5 +482,26 @@ test('a dashboard that does not read is skipped until it drained, not buffered w
   const gaps = times.slice(1).map((time, i) => time - times[i])
   t.ok(Math.max(...gaps) > 30 * ALLOW.interval, `ticks were skipped while it did not read (largest gap ${Math.max(...gaps)} ms)`)
   await dashboard.close()
+  await Promise.all(clients.map(async c => await c.close()))
+})
+
+test('Redis presence: instances() tells the other instances, their connections and last heartbeat; a dead one has none', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+  const redis = await startRedis(t)
+  const adapter = (): RedisAdapter => new RedisAdapter({ url: redis.url, prefix: 'dash-instances', presenceTtl: 3000 })
+  const one = await dashboardApp(t, { adapter: adapter() })
+  const presence = one.wsManager.adapter.presence as RedisPresence
+  t.same(await presence.instances(), [], 'alone')
+  const two = await dashboardApp(t, { adapter: adapter() })
+  const clients = await Promise.all([client(two, 'a'), client(two, 'b')])
+  await until(async () => (await presence.instances())[0]?.connections === 2, 3000, 'two connections there')
+  const [other] = await presence.instances()
+  t.equal(other.id, two.wsManager.instanceId)
+  t.equal(other.alive, true)
+  t.ok(Date.now() - other.lastHeartbeat! < 3000, 'a recent heartbeat')
+  // its liveness key gone, as when it dies: its presence is kept for resumes
+  const raw = new Redis(redis.url)
+  t.teardown(() => raw.quit())
+  await raw.del(`dash-instances:instance:${two.wsManager.instanceId}`)
+  t.match(await presence.instances(), [{ id: two.wsManager.instanceId, alive: false, connections: 2, lastHeartbeat: undefined }])
   await Promise.all(clients.map(async c => await c.close()))
 })

@@ -201,7 +201,7 @@ export class RedisPresence implements PresenceManager {
     const now = Date.now()
     return instances.map(({ id, alive }, i) => {
       const left = answers[2 * i][1] as number
-      return { id, alive, connections: answers[2 * i + 1][1] as number, lastHeartbeat: alive && left > 0 ? now - (this.#ttl - left) : undefined }
+      return { id, alive, connections: answers[2 * i + 1][1] as number, lastHeartbeat: alive ? now - (this.#ttl - left) : undefined }
     })
   }
 
