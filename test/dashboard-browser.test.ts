@@ -1,4 +1,4 @@
-import { test } from 'tap'
+import t0, { test } from 'tap'
 import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -17,6 +17,9 @@ import { redisAvailable, startRedis } from './redis-server.ts'
  * connection among 3000 and its disconnect button closes it. With Redis, one dashboard shows
  * two instances. Screenshots go to test/screenshots/ (gitignored).
  */
+
+// 3000 clients and a browser on a shared 2-core machine: more than the 60 s of .taprc
+t0.setTimeout(4 * 60_000)
 
 const SCREENSHOTS = resolve(fileURLToPath(import.meta.url), '../screenshots')
 const skip = !chromiumAvailable() && 'chromium is not installed'
