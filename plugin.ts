@@ -12,6 +12,7 @@ import { registerPrometheus } from './lib/prometheus.ts'
 import { guardLateUpgrades } from './lib/shutdown.ts'
 import './types/index.ts'
 import { kSocketError } from './lib/symbols.ts'
+import { registerDashboard } from './lib/dashboard/routes.ts'
 
 const PROXY_IDLE_WARNING_MS = 55_000
 
@@ -67,6 +68,7 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
     await manager.start()
   })
   fastify.addHook('preClose', async () => {
+    dashboard?.close()
     const release = guardLateUpgrades(fastify.server)
     await manager.gracefulShutdown()
     release()
@@ -89,6 +91,8 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
     if (route.websocket !== true && route.wsHandler === undefined) route.handler = refuseUpgrades(route.handler)
   })
   fastify.websocketServer.on('connection', onConnection(manager))
+  // closed first thing in preClose (above), before @fastify/websocket closes every socket without a code
+  const dashboard = options.dashboard === undefined ? undefined : registerDashboard(fastify, manager, options.dashboard, log)
 
   /** Socket errors are logged by the connection's own listener; handler errors close that socket with 1011. */
   function errorHandler (error: Error, socket: WebSocket, request: FastifyRequest): void {

@@ -21,6 +21,7 @@
  *   a drop                                    → `left` only if the session is not resumed within maxDisconnect
  *   GET /stats                                → the manager's counters
  *   POST /drop (with CHAT_DROP=1)             → cuts every connection's TCP socket, no close frame: watch the pages resume
+ *   GET /ws-admin (bound to 127.0.0.1 only)   → the plugin's dashboard, open to anyone who can reach it: this machine
  *
  * Behind several instances (examples/cluster.ts) the chat lines reach everyone, sessions
  * resume anywhere and a room's user list is the cluster's (`wsManager.cluster.getRoomUsers`,
@@ -56,6 +57,11 @@ export interface ChatOptions {
    * watch the clients resume. Default false: never on a server others can reach.
    */
   drop?: boolean
+  /**
+   * The plugin's dashboard at `/ws-admin`, open to anyone (`'unsafe-allow-all'`): the entry point
+   * turns it on only when the server listens on the loopback interface. Default false.
+   */
+  dashboard?: boolean
 }
 
 /** Where the page and the compiled client are, run from the sources (tsx, tap) or from dist/. */
@@ -70,7 +76,7 @@ export function defaultAssets (): { page?: string, lib?: string } {
 export async function buildServer (options: WsStabilizerOptions = {}, logger: boolean = false, chat: ChatOptions = {}): Promise<FastifyInstance> {
   // resume tokens come in the query string: keep them out of the request log lines
   const app = Fastify({ logger: logger && { serializers: { req: tokenSafeRequestSerializer() } } })
-  await app.register(wsStabilizer, options)
+  await app.register(wsStabilizer, chat.dashboard === true ? { ...options, dashboard: { path: '/ws-admin', authorize: 'unsafe-allow-all' } } : options)
   const manager = app.wsManager
   const { page, lib, drop } = { ...defaultAssets(), ...chat }
 
@@ -231,13 +237,21 @@ export function listenOptions (env: NodeJS.ProcessEnv, port: number): { port: nu
   return { port: Number(env.PORT ?? port), host: env.HOST ?? '127.0.0.1' }
 }
 
+/** True for the loopback interface only: there the dashboard may be open to anyone who can reach it (this machine). */
+export function isLoopback (host: string): boolean {
+  return host === '127.0.0.1' || host === 'localhost' || host === '::1'
+}
+
 /* c8 ignore start: the entry point runs only under `npm start` */
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { port, host } = listenOptions(process.env, 3000)
   const drop = process.env.CHAT_DROP === '1'
-  const app = await buildServer(optionsFromEnv(), true, { drop })
+  const dashboard = isLoopback(host)
+  const app = await buildServer(optionsFromEnv(), true, { drop, dashboard })
   await app.listen({ port, host })
   app.log.info(`chat: open http://localhost:${port}/?user=alice and http://localhost:${port}/?user=bob`)
+  if (dashboard) app.log.info(`chat: the dashboard is at http://localhost:${port}/ws-admin (open to this machine only)`)
+  else app.log.info('chat: no dashboard, the server is not bound to 127.0.0.1 (it would be open to anyone)')
   if (drop) app.log.info(`chat: \`curl -X POST http://localhost:${port}/drop\` cuts every connection`)
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => { app.close().catch(() => process.exit(1)) })

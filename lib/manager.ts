@@ -189,6 +189,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     return this.#registry
   }
 
+  /** @internal Room membership, for the dashboard's member counts. */
+  get rooms (): Rooms {
+    return this.#rooms
+  }
+
   /** Starts the heartbeat and the adapter; the plugin calls it in onReady. */
   async start (): Promise<void> {
     if (this.#started) return

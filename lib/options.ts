@@ -3,6 +3,7 @@ import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value'
 import { InvalidOptionsError } from './errors.ts'
 import type { WsAdapter } from './adapters/adapter.ts'
 import type { IdentifyFn } from './identity.ts'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /*
  * The plugin's options: one TypeBox schema with a default and a doc comment per field,
@@ -115,6 +116,38 @@ export const ReconnectOptionsSchema = Type.Object({
   replayBytes: Type.Integer({ minimum: 1, default: 1_048_576, expected: 'a positive integer number of bytes' })
 }, { additionalProperties: false, default: {}, expected: 'an object' })
 
+/** The dashboard's options beside `authorize` (a function, checked beside the schema). */
+export const DashboardOptionsSchema = Type.Object({
+  /** Where the dashboard is served: the page at this path, its script, style and live socket under it. */
+  path: Type.String({ pattern: '^(/[A-Za-z0-9._~-]+)+$', default: '/ws-admin', expected: 'a path such as `/ws-admin` (starting with /, not ending with /)' }),
+  /** Shows everything, allows no action (disconnect, send): for shared screens. */
+  readOnly: Type.Boolean({ default: false, expected: 'a boolean' }),
+  /** How often the open dashboards get a snapshot (and the plot a point), in ms. */
+  interval: Type.Integer({ minimum: 10, maximum: 60_000, default: 1000, expected: 'an integer number of milliseconds from 10 to 60000' }),
+  /** How many points the plot keeps: 300 at one a second is the last five minutes. */
+  history: Type.Integer({ minimum: 10, maximum: 3600, default: 300, expected: 'an integer from 10 to 3600' })
+}, { additionalProperties: false, expected: 'an object' })
+
+/**
+ * What `dashboard.authorize` answers for a request: `true` (or `{ user }`, naming who acts in the
+ * action log lines) lets it in, `false` refuses it with 403, `'unauthenticated'` with 401.
+ */
+export type DashboardAuthorization = boolean | 'unauthenticated' | { user: string }
+
+export type DashboardAuthorizeFn = (request: FastifyRequest, reply: FastifyReply) => DashboardAuthorization | Promise<DashboardAuthorization>
+
+export interface DashboardOptions extends Partial<Static<typeof DashboardOptionsSchema>> {
+  /**
+   * Who may see the dashboard, asked on every request to it (the page, its files, the ticket its
+   * socket opens with). `'unsafe-allow-all'`: anyone who can reach the server, for local development only.
+   */
+  authorize: DashboardAuthorizeFn | 'unsafe-allow-all'
+}
+
+export interface ResolvedDashboardOptions extends Static<typeof DashboardOptionsSchema> {
+  authorize: DashboardAuthorizeFn | 'unsafe-allow-all'
+}
+
 export const LogLevelSchema = Type.Union([
   Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
   Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')
@@ -184,6 +217,8 @@ export interface WsStabilizerOptions extends DeepPartial<Static<typeof PluginOpt
   adapter?: WsAdapter
   /** Adds the plugin's metrics to a prom-client registry (and turns `metrics` on). */
   prometheus?: PrometheusOptions
+  /** A live dashboard of the connections, rooms and traffic, served by the plugin (off unless given). */
+  dashboard?: DashboardOptions
 }
 
 /** Options after validation and defaults. */
@@ -191,6 +226,7 @@ export interface ResolvedOptions extends Static<typeof PluginOptionsSchema> {
   identify: IdentifyFn | undefined
   adapter: WsAdapter | undefined
   prometheus: PrometheusOptions | undefined
+  dashboard: ResolvedDashboardOptions | undefined
 }
 
 /** Turns a TypeBox path (`/heartbeat/interval`) into the option's name (`heartbeat.interval`). */
@@ -276,7 +312,22 @@ export function checkPrometheus (value: unknown): void {
   }
 }
 
-const BESIDE_THE_SCHEMA = ['identify', 'adapter', 'prometheus']
+/** The dashboard's options: its schema, and `authorize`, which it cannot be without. */
+export function checkDashboard (value: unknown): ResolvedDashboardOptions | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionsError(`Expected \`dashboard\` to be an object with authorize, got \`${show(value)}\``)
+  }
+  const { authorize, ...rest } = value as Partial<DashboardOptions>
+  if (typeof authorize !== 'function' && authorize !== 'unsafe-allow-all') {
+    throw new InvalidOptionsError(`Expected \`dashboard.authorize\` to be a function (request) => boolean, or 'unsafe-allow-all' for local development, got \`${show(authorize)}\``)
+  }
+  const result = check(DashboardOptionsSchema, rest, 'dashboard.', true, ['authorize'])
+  if (result.problem !== undefined) throw new InvalidOptionsError(result.problem)
+  return { ...result.value, authorize }
+}
+
+const BESIDE_THE_SCHEMA = ['identify', 'adapter', 'prometheus', 'dashboard']
 
 /** Validates the plugin options once, at register. Throws `InvalidOptionsError` naming the field. */
 export function resolveOptions (input: WsStabilizerOptions | undefined): ResolvedOptions {
@@ -284,10 +335,11 @@ export function resolveOptions (input: WsStabilizerOptions | undefined): Resolve
     throw new InvalidOptionsError(`Expected \`options\` to be an object, got \`${show(input)}\``)
   }
   // prefix and logSerializers are Fastify's own register options, not ours
-  const { identify, adapter, prometheus, prefix: _prefix, logSerializers: _serializers, ...rest } = (input ?? {}) as WsStabilizerOptions & { prefix?: unknown, logSerializers?: unknown }
+  const { identify, adapter, prometheus, dashboard: dashboardInput, prefix: _prefix, logSerializers: _serializers, ...rest } = (input ?? {}) as WsStabilizerOptions & { prefix?: unknown, logSerializers?: unknown }
   checkFunction(identify, 'identify')
   checkAdapter(adapter)
   checkPrometheus(prometheus)
+  const dashboard = checkDashboard(dashboardInput)
   const result = check(PluginOptionsSchema, rest, '', true, BESIDE_THE_SCHEMA)
   if (result.problem !== undefined) throw new InvalidOptionsError(result.problem)
   const options = result.value
@@ -296,5 +348,5 @@ export function resolveOptions (input: WsStabilizerOptions | undefined): Resolve
   }
   // the Prometheus histogram is the round-trip histogram
   if (prometheus !== undefined) options.metrics = true
-  return { ...options, identify, adapter, prometheus }
+  return { ...options, identify, adapter, prometheus, dashboard }
 }

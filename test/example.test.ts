@@ -5,7 +5,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { buildServer, defaultAssets } from '../examples/server.ts'
+import { buildServer, defaultAssets, isLoopback } from '../examples/server.ts'
 import { moduleFiles } from '../examples/static-files.ts'
 import { runDemo } from '../examples/reconnect.ts'
 import { StabilizerClient } from '../lib/client/index.ts'
@@ -241,6 +241,18 @@ test('the chat: POST /drop cuts every connection without a close frame, and only
 
   const { app: plain } = await start(t)
   t.equal((await plain.inject({ method: 'POST', url: '/drop' })).statusCode, 404)
+})
+
+test('the chat: the dashboard at /ws-admin only when asked for (the entry point asks on the loopback interface only)', async (t) => {
+  const open = await buildServer({}, false, { page: undefined, lib: undefined, dashboard: true })
+  t.teardown(() => open.close())
+  const page = await open.inject('/ws-admin')
+  t.equal(page.statusCode, 200)
+  t.match(page.headers['content-security-policy'], /default-src 'self'/)
+  const closed = await buildServer({}, false, { page: undefined, lib: undefined })
+  t.teardown(() => closed.close())
+  t.equal((await closed.inject('/ws-admin')).statusCode, 404)
+  t.same(['127.0.0.1', 'localhost', '::1', '0.0.0.0', '10.0.0.5'].map(isLoopback), [true, true, true, false, false])
 })
 
 test('the chat: a connection refused by a limit gets 4409 and the handler leaves it alone', async (t) => {

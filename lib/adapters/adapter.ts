@@ -125,6 +125,16 @@ export interface Broker {
   close (): void | Promise<void>
 }
 
+/** Another instance as its presence shows it (the dashboard's instance list). */
+export interface InstanceInfo {
+  readonly id: string
+  /** False: it died without a shutdown; its connections are kept for resumes (`reconnect.maxDisconnect`). */
+  readonly alive: boolean
+  readonly connections: number
+  /** When it last wrote its presence (ms since the epoch); undefined when it is no longer alive. */
+  readonly lastHeartbeat: number | undefined
+}
+
 /**
  * Presence (centrifuge's `PresenceManager`): what the other instances know of this one's
  * connections. The three updates must not throw or wait; the two queries answer for the
@@ -142,6 +152,9 @@ export interface PresenceManager {
   remoteUserConnections (userId: string): Promise<number>
   /** The ids of the other live instances: the answers a cluster operation waits for. */
   remoteInstances (): Promise<string[]>
+
+  /** Optional: the other instances, each with its connection count and last heartbeat (the dashboard shows them). */
+  instances? (): Promise<InstanceInfo[]>
   /** Called once on fastify.close(), after every local connection is closed, before the broker closes. */
   close (): void | Promise<void>
 }

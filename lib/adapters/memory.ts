@@ -1,4 +1,4 @@
-import type { AdapterHealth, BrokerHost, ClusterMessage, PresenceEntry, PresenceHost, PresenceManager, WsAdapter } from './adapter.ts'
+import type { AdapterHealth, BrokerHost, ClusterMessage, InstanceInfo, PresenceEntry, PresenceHost, PresenceManager, WsAdapter } from './adapter.ts'
 import type { FastifyBaseLogger } from 'fastify'
 import { MemoryResumeStore } from './memory-resume-store.ts'
 import type { ResumeStoreOptions } from './resume-store.ts'
@@ -113,6 +113,17 @@ export class MemoryPresence implements PresenceManager {
     const ids: string[] = []
     for (const host of this.#others()) ids.push(host.instanceId)
     return ids
+  }
+
+  /** The other members: alive as long as they are on the bus, their heartbeat is now. */
+  async instances (): Promise<InstanceInfo[]> {
+    const found: InstanceInfo[] = []
+    const now = Date.now()
+    for (const host of this.#others()) {
+      const connections = [...host.connections()].length
+      found.push({ id: host.instanceId, alive: true, connections, lastHeartbeat: now })
+    }
+    return found
   }
 
   * #others (): Generator<PresenceHost> {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import type { PresenceEntry, PresenceHost, PresenceManager } from './adapter.ts'
+import type { InstanceInfo, PresenceEntry, PresenceHost, PresenceManager } from './adapter.ts'
 import type { Session } from '../resume/sessions.ts'
 
 /*
@@ -186,6 +186,23 @@ export class RedisPresence implements PresenceManager {
       for (const [clientId, raw] of Object.entries(hash)) entries.push(decodeEntry(clientId, raw))
     }
     return entries
+  }
+
+  /**
+   * The other instances with their connection counts; the last heartbeat of a live one is
+   * told by what is left of its liveness key's expiry (each heartbeat sets it to the ttl).
+   */
+  async instances (): Promise<InstanceInfo[]> {
+    const instances = await this.#instances()
+    if (instances.length === 0) return []
+    const pipeline = this.#redis.pipeline()
+    for (const { id } of instances) pipeline.pttl(this.#key('instance', id)).hlen(this.#key('presence', id))
+    const answers = (await pipeline.exec())!
+    const now = Date.now()
+    return instances.map(({ id, alive }, i) => {
+      const left = answers[2 * i][1] as number
+      return { id, alive, connections: answers[2 * i + 1][1] as number, lastHeartbeat: alive ? now - (this.#ttl - left) : undefined }
+    })
   }
 
   async remoteUserConnections (userId: string): Promise<number> {
