@@ -150,7 +150,7 @@ test('an instance killed without saving the session: the frames its snapshot lac
     if (parsed.port !== undefined) port = parsed.port
     else childGot.push(parsed.got!)
   })
-  await until(() => port > 0, 10_000, 'the child instance')
+  await until(() => port > 0, 30_000, 'the child instance')
   const got: Got[] = []
   const a = await instance(t, redis.url, 'a', got)
   const redisClient = new Redis(redis.url)
