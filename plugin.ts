@@ -56,6 +56,7 @@ async function wsStabilizer (fastify: FastifyInstance, opts: WsStabilizerOptions
     else if (ownsWebsocket) route.wsHandler = releaseUpgradeListener(route.wsHandler!)
     if (settings.heartbeat.enabled) manager.heartbeat.useInterval(settings.heartbeat.interval)
     if (settings.reconnect?.replay === true) manager.useReplay()
+    if (settings.presence !== undefined) manager.usePresence()
     if (settings.limits.maxMessageSize > wsOptions.maxPayload) {
       wsOptions.maxPayload = settings.limits.maxMessageSize
       if (ownsWebsocket) (fastify.websocketServer.options as { maxPayload: number }).maxPayload = wsOptions.maxPayload

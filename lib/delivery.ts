@@ -93,7 +93,7 @@ export function frameFor (conn: ManagedConnection, out: Outgoing): Encoded {
 }
 
 /** The target a message from another instance names. */
-export function targetOf (message: Exclude<ClusterMessage, { type: 'disconnect' | 'answer' | 'op' | 'result' }>): Target {
+export function targetOf (message: Exclude<ClusterMessage, { type: 'disconnect' | 'answer' | 'op' | 'result' | 'presence' }>): Target {
   if (message.type === 'client') return { clientId: message.clientId }
   if (message.type === 'user') return { userId: message.userId }
   return { rooms: message.rooms, exclude: message.exclude }

@@ -1,5 +1,8 @@
 export { WsManager } from './manager.ts'
 export type { BroadcastOptions, BroadcastResult, RegisterOptions, SendOptions, ShutdownOptions, WsManagerEvents } from './manager.ts'
+export type { PresenceEvent } from './presence/tracker.ts'
+export type { PresenceMeta, PresenceUser } from './presence/state.ts'
+export type { PresenceChange } from './presence/wire.ts'
 export type { ResumeFailure } from './resume/protocol.ts'
 export type { Welcome } from './resume/protocol.ts'
 export { ManagedConnection } from './connection.ts'

@@ -28,6 +28,8 @@ import { ServerRequests } from './requests.ts'
 import type { AuthFailure } from './auth.ts'
 import type { PendingConnection } from './pending-connection.ts'
 import { Resumption, type PendingResume } from './resume/resumption.ts'
+import { PresenceTracker, type PresenceEvent } from './presence/tracker.ts'
+import type { PresenceMeta } from './presence/state.ts'
 import { Delivery, deliverTo, targetOf, toCluster, type BroadcastResult } from './delivery.ts'
 import { MemoryAdapter } from './adapters/memory.ts'
 import type { AdapterHealth, ClusterCounts, ClusterMessage, ClusterOp, GapInfo, WsAdapter } from './adapters/adapter.ts'
@@ -75,6 +77,8 @@ export interface WsManagerEvents {
   error: [err: Error, conn: ManagedConnection | undefined]
   /** The link to the other instances came back after an outage; messages may have been lost. */
   gap: [info: GapInfo]
+  /** Users joined or left a presence room, on any instance: each change once (see the README's Presence). */
+  presence: [event: PresenceEvent]
 }
 
 /**
@@ -102,6 +106,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #guard: InboundGuard
   #requests: ServerRequests
   #acks = new Acks()
+  #presence: PresenceTracker
   #ops: ClusterOps
 
   constructor (options: ResolvedOptions, log: FastifyBaseLogger) {
@@ -131,6 +136,20 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       apply: op => this.#apply(op)
     })
     this.cluster = new ClusterView(this.#registry, this.#rooms, this.adapter, this.#ops)
+    this.#presence = new PresenceTracker(options.presence, {
+      instanceId: this.instanceId,
+      log: this.#log.child({ component: 'presence' }),
+      publish: message => { this.adapter.publish(message) },
+      remoteInstances: async () => await this.adapter.presence.remoteInstances(),
+      members: room => this.#rooms.members(room),
+      emit: event => {
+        try {
+          this.emit('presence', event)
+        } catch (err) {
+          this.#fail(err, undefined, "a 'presence' listener threw")
+        }
+      }
+    })
     this.#host = {
       send: (conn, message, options) => deliverTo(conn, this.#resumption.prepare(message, { clientId: conn.id }, options?.volatile)) === undefined,
       logged: (conn, message) => {
@@ -209,6 +228,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       userConnectionCount: userId => this.#registry.userConnections(userId).size,
       log
     })
+    this.#presence.start()
   }
 
   // ---- registry -------------------------------------------------------------------------
@@ -235,6 +255,15 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   getActiveUsers (): string[] {
     return [...this.#registry.userIds()]
+  }
+
+  /**
+   * Who is in a presence room, over every instance: userId (or the clientId of a connection
+   * without one) → the metas of that user's connections there.
+   */
+  async presence (room: string): Promise<Record<string, PresenceMeta[]>> {
+    checkRoom(room)
+    return this.#presence.users(room)
   }
 
   /** Iterates the connections without copying them. */
@@ -450,6 +479,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.#heartbeat.add(conn)
     for (const room of route.rooms) this.#rooms.join(conn, room)
     if (restored?.rooms !== undefined) for (const room of restored.rooms) this.#rooms.join(conn, room)
+    if (route.presence !== undefined) for (const room of conn.rooms) this.#presence.joined(conn, room)
     this.adapter.presence.connected(conn)
     const expiresAt = conn.principal?.expiresAt
     if (expiresAt !== undefined) this.#guard.expiries.set(conn, expiresAt)
@@ -513,6 +543,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     // pending cluster ops settle now (partial broadcasts), new ones are refused
     this.#ops.close()
     const { clean, terminated } = await awaitClosed(sockets, options.timeout)
+    // the presence of the connections that may resume elsewhere goes out before the adapter closes
+    this.#presence.close()
     this.#resumption.close()
     this.#acks.close()
     // the presence first: its last writes go out before the broker ends the connections
@@ -531,6 +563,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   /** @internal Makes the replay log; called for each route that replays. */
   useReplay (): void {
     this.#resumption.useReplay()
+  }
+
+  /** @internal A route with presence: this instance takes part in it. */
+  usePresence (): void {
+    this.#presence.use()
   }
 
   /** @internal A route with typed `messages`: its data messages go to this router. */
@@ -575,6 +612,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     checkRoom(room)
     if (!conn.isOpen || !this.#rooms.join(conn, room)) return false
     this.adapter.presence.roomsChanged(conn)
+    this.#presence.joined(conn, room)
     conn.log.debug({ room }, 'joined room')
     this.#emit('join', conn, room)
     return true
@@ -584,6 +622,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     checkRoom(room)
     if (!this.#rooms.leave(conn, room)) return false
     if (conn.isOpen) this.adapter.presence.roomsChanged(conn)
+    this.#presence.left(conn, room)
     conn.log.debug({ room }, 'left room')
     this.#emit('leave', conn, room)
     return true
@@ -593,6 +632,10 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #deliverRemote (message: ClusterMessage): void {
     if (message.type === 'op' || message.type === 'result') {
       this.#ops.receive(message)
+      return
+    }
+    if (message.type === 'presence') {
+      this.#presence.receive(message)
       return
     }
     if (message.type === 'answer') {
@@ -631,6 +674,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   #gap (info: GapInfo): void {
     this.#log.warn(info, 'messages between instances may have been lost')
+    this.#presence.resync()
     try {
       this.emit('gap', info)
     } catch (err) {
@@ -689,6 +733,7 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     this.adapter.presence.disconnected(conn)
     if (conn.principal?.expiresAt !== undefined) this.#guard.expiries.delete(conn)
     const rooms = this.#rooms.leaveAll(conn)
+    this.#presence.ended(conn, rooms, holdFor(conn, code, why))
     this.#heartbeat.delete(conn)
     if (conn[kUpstream] !== undefined) this.#acks.delete(conn)
     conn.route.connections--
@@ -730,6 +775,14 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       this.#log.error({ err: again }, "an 'error' listener threw")
     }
   }
+}
+
+/** How long a connection that ended is kept in its presence rooms for its resume; 0: it left. */
+function holdFor (conn: ManagedConnection, code: number, why: DisconnectReason): number {
+  const reconnect = conn.route.reconnect
+  if (reconnect === undefined) return 0
+  const mayResume = why === 'network_error' || why === 'heartbeat_timeout' || why === 'server_shutdown' || (why === 'client_close' && code !== CloseCode.NORMAL)
+  return mayResume ? reconnect.maxDisconnect : 0
 }
 
 function checkRoom (room: unknown): void {

@@ -166,6 +166,18 @@ export const PluginOptionsSchema = Type.Object({
     /** How long `conn.request()` waits for the client's answer by default, in ms. */
     timeout: ms(10_000)
   }, { additionalProperties: false, default: {}, expected: 'an object' }),
+  /** Room presence, on routes with `config.ws.presence` (see the README's Presence). */
+  presence: Type.Object({
+    /**
+     * How long changes are collected before they go out, in ms: one diff per room per flush for
+     * every member. 0 (default): at the end of the event-loop turn.
+     */
+    interval: count(0, 'a non-negative integer number of milliseconds'),
+    /** Past this many users in a room, its members get the user count only, not the map. */
+    maxMembers: Type.Integer({ minimum: 1, default: 1000, expected: 'a positive integer' }),
+    /** How often the instance checks which other instances are gone, and takes their users out, in ms. */
+    sweep: ms(5_000)
+  }, { additionalProperties: false, default: {}, expected: 'an object' }),
   /** The operations of `wsManager.cluster` (`send`, `join`, `leave`, `disconnect`, `broadcast`). */
   cluster: Type.Object({
     /** How long they wait for the other instances' answers by default, in ms. */

@@ -56,6 +56,16 @@ export const RouteOptionsSchema = Type.Object({
   ], { expected: 'a boolean or { replay?, maxDisconnect? }' })),
   /** Slow-consumer rules for this route (over the plugin's). */
   backpressure: Type.Optional(Type.Partial(BackpressureOptionsSchema, { additionalProperties: false, expected: 'an object' })),
+  /**
+   * Room presence for this route's connections, in every room they are in: `true` (their
+   * metadata shown to the room's members as it is), or `{ fields: [...] }` (only these fields of it).
+   */
+  presence: Type.Optional(Type.Union([
+    Type.Boolean(),
+    Type.Object({
+      fields: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { expected: 'an array of metadata field names' }))
+    }, { additionalProperties: false, expected: 'an object' })
+  ], { expected: 'a boolean or { fields? }' })),
   /** Write coalescing for this route (over the plugin's `flush`). */
   flush: Type.Optional(Type.Partial(FlushOptionsSchema, { additionalProperties: false, expected: 'an object' })),
   /** Inbound rate limits for this route (over the plugin's). */
@@ -134,6 +144,7 @@ export function resolveRouteOptions (url: string, input: unknown, options: Resol
       : { replay: true, maxDisconnect: options.reconnect.maxDisconnect, ...(route.reconnect === true ? {} : route.reconnect) },
     backpressure: { ...options.backpressure, ...route.backpressure },
     flushDelay: route.flush?.delay ?? options.flush.delay,
+    presence: route.presence === undefined || route.presence === false ? undefined : { fields: route.presence === true ? undefined : route.presence.fields },
     rateLimit: resolveRateLimit(rateLimit),
     violations: { maxViolations: rateLimit.maxViolations, window: rateLimit.window },
     allowedOrigins: toSet(route.allowedOrigins ?? options.allowedOrigins),

@@ -37,6 +37,8 @@ export interface RouteSettings {
   readonly backpressure: BackpressureOptions
   /** Write coalescing window in ms (`flush.delay`); 0: none. */
   readonly flushDelay: number
+  /** Room presence for the route's connections (`config.ws.presence`); `fields`: the metadata shown, all when undefined. */
+  readonly presence: { readonly fields: readonly string[] | undefined } | undefined
   /** Inbound rate limits, resolved (burst filled in); undefined when there are none. */
   readonly rateLimit: ResolvedRateLimit | undefined
   /** How many violations (rate limited or invalid messages) within how long close a connection. */
@@ -62,6 +64,7 @@ export function defaultRouteSettings (options: ResolvedOptions): RouteSettings {
     reconnect: undefined,
     backpressure: options.backpressure,
     flushDelay: options.flush.delay,
+    presence: undefined,
     rateLimit: resolveRateLimit(options.rateLimit),
     violations: { maxViolations: options.rateLimit.maxViolations, window: options.rateLimit.window },
     allowedOrigins: undefined,

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { ResumeStore, ResumeStoreOptions } from './resume-store.ts'
+import type { PresenceChange } from '../presence/wire.ts'
 
 /*
  * The seams between instances, two contracts (as centrifuge's `Broker` and
@@ -33,6 +34,12 @@ export type ClusterMessage =
   | { type: 'op', id: number, from: string, op: ClusterOp }
   /** The answer of one instance to an `op`, for the instance `to` that asked. */
   | { type: 'result', id: number, to: string, from: string, counts: ClusterCounts }
+  /**
+   * Room presence (lib/presence/): the changes of the connections of instance `from`. A
+   * snapshot (`sync`) holds all of them and replaces what the others had of `from`; with
+   * `ask` the others answer with their own.
+   */
+  | { type: 'presence', from: string, changes: PresenceChange[], sync?: 'ask' | 'answer' }
 
 /** What a cluster operation asks of every instance: a delivery, as the messages above, or a room change. */
 export type ClusterOp =

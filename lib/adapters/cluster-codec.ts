@@ -1,4 +1,5 @@
 import type { ClusterMessage, ClusterOp } from './adapter.ts'
+import { isChanges } from '../presence/wire.ts'
 
 /*
  * A ClusterMessage on the wire between instances: one line of JSON (the routing header,
@@ -36,6 +37,11 @@ export function encodeClusterMessage (origin: string, message: ClusterMessage): 
     // the op's own fields as the message of its kind has them, its payload after the line
     return encodeRouted({ o: origin, t: 'op', q: message.id, f: message.from, k: message.op.type }, message.op)
   }
+  if (message.type === 'presence') {
+    const header: Header = { o: origin, t: 'presence', f: message.from }
+    if (message.sync !== undefined) header.k = message.sync
+    return Buffer.from(JSON.stringify(header) + '\n' + JSON.stringify(message.changes))
+  }
   if (message.type === 'result') {
     const { total, succeeded, failed } = message.counts
     return Buffer.from(JSON.stringify({ o: origin, t: 'result', q: message.id, d: message.to, f: message.from, n: [total, succeeded, failed] } satisfies Header) + '\n')
@@ -43,7 +49,7 @@ export function encodeClusterMessage (origin: string, message: ClusterMessage): 
   return encodeRouted({ o: origin, t: message.type }, message)
 }
 
-function encodeRouted (header: Header, message: Exclude<ClusterMessage, { type: 'op' | 'result' }> | ClusterOp): Buffer {
+function encodeRouted (header: Header, message: Exclude<ClusterMessage, { type: 'op' | 'result' | 'presence' }> | ClusterOp): Buffer {
   if (message.type === 'join' || message.type === 'leave') {
     header.c = message.clientId
     header.m = message.room
@@ -96,6 +102,7 @@ export function decodeClusterMessage (buffer: Buffer): { origin: string, message
     if (typeof header.q !== 'number' || typeof header.d !== 'string' || typeof header.f !== 'string' || !Array.isArray(n)) return undefined
     return { origin: header.o, message: { type: 'result', id: header.q, to: header.d, from: header.f, counts: { total: Number(n[0]), succeeded: Number(n[1]), failed: Number(n[2]) } } }
   }
+  if (header.t === 'presence') return decodePresence(header, buffer.subarray(end + 1))
   if (header.t === 'answer') return { origin: header.o, message: { type: 'answer', instance: String(header.d), clientId: String(header.c), data: buffer.subarray(end + 1) } }
   const message = decodeRouted(header.t, header, buffer, end, false)
   return message === undefined ? undefined : { origin: header.o, message: message as ClusterMessage }
@@ -112,4 +119,16 @@ function decodeRouted (kind: string | undefined, header: Header, buffer: Buffer,
   if (kind === 'user') return { type: 'user', userId: String(header.u), ...payload }
   if (kind === 'client') return { type: 'client', clientId: String(header.c), ...payload }
   return undefined
+}
+
+function decodePresence (header: Header, payload: Buffer): { origin: string, message: ClusterMessage } | undefined {
+  let changes: unknown
+  try {
+    changes = JSON.parse(payload.toString())
+  } catch {
+    return undefined
+  }
+  if (typeof header.f !== 'string' || !isChanges(changes)) return undefined
+  const sync = header.k === 'ask' || header.k === 'answer' ? header.k : undefined
+  return { origin: header.o, message: { type: 'presence', from: header.f, changes, sync } }
 }

@@ -11,6 +11,7 @@ import { ClientRequests, type AnswerIn, type ClientApi, type ClientRequestOption
 import { SendQueue, type Frame } from './send-queue.ts'
 import { Outbox } from './outbox.ts'
 import { Session } from './session.ts'
+import { ClientPresence, type PresenceChange, type RoomPresence } from './presence.ts'
 import type { SocketCloseEvent, SocketLike, SocketMessageEvent } from './socket.ts'
 
 /*
@@ -52,6 +53,8 @@ export interface ClientEvents<In> {
    * new one (the server may have had them already: at-least-once for these).
    */
   resumeFailed: [info: { reason: ResumeFailure, resent: number }]
+  /** A presence room's map changed (a `presence.state` or `presence.diff` of the server): see `presence(room)`. */
+  presence: [change: PresenceChange]
   /** Something went wrong that was not the answer to a call: see `ClientErrorCodes`. */
   error: [err: Error]
 }
@@ -78,6 +81,7 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
   #attempt = 0
   #openedAt = 0
   #lastReceived = 0
+  #presence = new ClientPresence()
   #pingSentAt = 0
   #serverHeartbeat: boolean
   #queue: SendQueue
@@ -305,8 +309,22 @@ export class StabilizerClient<In = unknown, Out = unknown, Api extends ClientApi
       }
     }
     if (this.#mode === 'unknown') this.#runPlain()
-    if (typeof data === 'string' && this.#requests.take(data)) return
+    if (typeof data === 'string' && (this.#requests.take(data) || this.#presenceFrame(data))) return
     this.#deliver((typeof data === 'string' ? data : new Uint8Array(data as ArrayBuffer)) as In)
+  }
+
+  /** Whether the frame was a presence frame (applied, or reported when it could not be read). */
+  #presenceFrame (text: string): boolean {
+    const changes = this.#presence.take(text)
+    if (changes === undefined) return false
+    if (typeof changes === 'string') this.emit('error', new ClientError(Codes.BAD_FRAME, `Expected a presence frame to be valid, got ${changes}`))
+    else for (const change of changes) this.emit('presence', change)
+    return true
+  }
+
+  /** What the client knows of a presence room (its state came), or undefined. */
+  presence (room: string): RoomPresence | undefined {
+    return this.#presence.get(room)
   }
 
   #serverPing (ping: string): void {

@@ -12,4 +12,5 @@ export { ClientError, ClientErrorCodes, type AnswerErrorCode, type ClientErrorCo
 export type { ClientApi, ClientRequestOptions, RequestEntry, RequestHandler, RequestMap } from './requests.ts'
 export type { MessageFrame, ResumeFailure, WelcomeFrame } from './frames.ts'
 export type { SocketConstructor, SocketLike } from './socket.ts'
+export type { PresenceChange, PresenceMeta, RoomPresence } from './presence.ts'
 export { CloseCode, reconnectAdvice, type CloseCodeValue } from '../close-codes.ts'
