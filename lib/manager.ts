@@ -781,7 +781,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 function holdFor (conn: ManagedConnection, code: number, why: DisconnectReason): number {
   const reconnect = conn.route.reconnect
   if (reconnect === undefined) return 0
-  const mayResume = why === 'network_error' || why === 'heartbeat_timeout' || why === 'server_shutdown' || (why === 'client_close' && code !== CloseCode.NORMAL)
+  // a client that closes with 1000, 1001 (a page going away) or no code (1005) means to go
+  const mayResume = why === 'network_error' || why === 'heartbeat_timeout' || why === 'server_shutdown' || (why === 'client_close' && code !== CloseCode.NORMAL && code !== CloseCode.GOING_AWAY && code !== 1005)
   return mayResume ? reconnect.maxDisconnect : 0
 }
 
