@@ -65,3 +65,29 @@ test('cluster codec: ops and results that do not fit are refused', async (t) => 
     t.equal(decodeClusterMessage(Buffer.from(JSON.stringify(header) + '\n')), undefined, JSON.stringify(header))
   }
 })
+
+test('cluster codec: presence changes and snapshots survive the trip', async (t) => {
+  const messages: ClusterMessage[] = [
+    { type: 'presence', from: 'i1', changes: [['j', 'lobby', 'alice', 'a1', 2, { name: 'A\nB' }], ['l', 'lobby', 'b1', 0], ['h', 'r', 'c1', 1, 500]] },
+    { type: 'presence', from: 'i1', changes: [], sync: 'ask' },
+    { type: 'presence', from: 'i2', changes: [['j', 'x', 'u', 'c', 0, {}]], sync: 'answer' }
+  ]
+  for (const message of messages) t.same(decodeClusterMessage(encodeClusterMessage('me', message)), { origin: 'me', message: { sync: undefined, ...message } })
+})
+
+test('cluster codec: presence messages that do not fit are refused', async (t) => {
+  const bad = [
+    '{"o":"x","t":"presence","f":"i"}\nnot json',
+    '{"o":"x","t":"presence"}\n[]',
+    '{"o":"x","t":"presence","f":"i"}\n{}',
+    '{"o":"x","t":"presence","f":"i"}\n[1]',
+    '{"o":"x","t":"presence","f":"i"}\n[["j","r"]]',
+    '{"o":"x","t":"presence","f":"i"}\n[["j","r","u","c",0,null]]',
+    '{"o":"x","t":"presence","f":"i"}\n[["j","r","u",1,0,{}]]',
+    '{"o":"x","t":"presence","f":"i"}\n[["l","r","c","0"]]',
+    '{"o":"x","t":"presence","f":"i"}\n[["h","r","c",0]]',
+    '{"o":"x","t":"presence","f":"i"}\n[["x","r","c",0]]'
+  ]
+  for (const raw of bad) t.equal(decodeClusterMessage(Buffer.from(raw)), undefined, raw)
+  t.match(decodeClusterMessage(Buffer.from('{"o":"x","t":"presence","f":"i","k":"other"}\n[]')), { message: { sync: undefined } }, 'an unknown sync kind is a plain change')
+})

@@ -70,13 +70,9 @@ export class PresenceState {
   #rooms = new Map<string, Room>()
   #batches = new Map<string, Batch>()
 
-  /** The room's users with their metas. */
-  users (room: string): Map<string, Map<string, Entry>> | undefined {
-    return this.#rooms.get(room)?.users
-  }
-
-  count (room: string): number {
-    return this.#rooms.get(room)?.users.size ?? 0
+  /** The room's users with their metas (do not change it). */
+  users (room: string): ReadonlyMap<string, Map<string, Entry>> {
+    return this.#rooms.get(room)?.users ?? NOBODY
   }
 
   get (room: string, clientId: string): Entry | undefined {
@@ -149,11 +145,6 @@ export class PresenceState {
     if (!batch.before.has(key)) batch.before.set(key, room.users.get(key)?.size ?? 0)
   }
 
-  /** Whether a flush has anything to do. */
-  get changed (): boolean {
-    return this.#batches.size > 0
-  }
-
   /** The changes of every room since the last call, and a fresh batch. */
   * take (): IterableIterator<RoomChange> {
     const batches = this.#batches
@@ -175,6 +166,8 @@ export class PresenceState {
     return { room: name, joins, leaves, joined, left, countBefore: batch.count, count: room?.users.size ?? 0 }
   }
 }
+
+const NOBODY: ReadonlyMap<string, Map<string, Entry>> = new Map()
 
 export function metasOf (entries: Map<string, Entry>): PresenceMeta[] {
   const metas: PresenceMeta[] = []

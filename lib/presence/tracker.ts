@@ -89,7 +89,7 @@ export class PresenceTracker {
   /** The room's users with their metas, over every instance. */
   users (room: string): Record<string, PresenceMeta[]> {
     const users: Record<string, PresenceMeta[]> = {}
-    for (const [key, entries] of this.#state.users(room) ?? []) users[key] = metasOf(entries)
+    for (const [key, entries] of this.#state.users(room)) users[key] = metasOf(entries)
     return users
   }
 
@@ -283,17 +283,15 @@ export class PresenceTracker {
   }
 
   #welcome (room: string, newcomers: Set<ManagedConnection>): void {
-    let message
-    for (const conn of newcomers) {
-      if (!conn.rooms.has(room)) continue
-      message ??= { data: stateFrame(room, this.#state.users(room), this.#state.count(room) > this.#options.maxMembers), binary: false }
-      write(conn, message, true)
-    }
+    // (a newcomer that left the room, or ended, before the flush is no longer one)
+    if (newcomers.size === 0) return
+    const users = this.#state.users(room)
+    const message = { data: stateFrame(room, users, users.size > this.#options.maxMembers), binary: false }
+    for (const conn of newcomers) write(conn, message, true)
   }
 
   /** On fastify.close(), after the connections closed: what is left goes out now. */
   close (): void {
-    if (this.#closed) return
     if (this.#timer !== undefined) {
       if (this.#options.interval === 0) clearImmediate(this.#timer as NodeJS.Immediate)
       else clearTimeout(this.#timer as NodeJS.Timeout)

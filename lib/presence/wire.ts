@@ -1,4 +1,4 @@
-import type { Entry, PresenceMeta, RoomChange } from './state.ts'
+import { metasOf, type Entry, type PresenceMeta, type RoomChange } from './state.ts'
 
 /*
  * Presence on the wire. To clients (PROTOCOL.md): `presence.state`, the whole map of a room
@@ -33,17 +33,11 @@ function isChange (c: unknown): boolean {
 }
 
 /** `{"type":"presence.state","room":…,"users":{user:[meta…]}}`, or with `count` past the cap. */
-export function stateFrame (room: string, users: Map<string, Map<string, Entry>> | undefined, capped: boolean): Buffer {
+export function stateFrame (room: string, users: ReadonlyMap<string, Map<string, Entry>>, capped: boolean): Buffer {
   const head = `{"type":"presence.state","room":${JSON.stringify(room)}`
-  if (capped) return Buffer.from(`${head},"count":${users!.size}}`)
+  if (capped) return Buffer.from(`${head},"count":${users.size}}`)
   const out: Record<string, PresenceMeta[]> = {}
-  if (users !== undefined) {
-    for (const [key, entries] of users) {
-      const metas: PresenceMeta[] = []
-      for (const entry of entries.values()) metas.push(entry.meta)
-      out[key] = metas
-    }
-  }
+  for (const [key, entries] of users) out[key] = metasOf(entries)
   return Buffer.from(`${head},"users":${JSON.stringify(out)}}`)
 }
 
