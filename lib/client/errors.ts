@@ -15,7 +15,7 @@ export const ClientErrorCodes = {
   SERVER_SILENT: 'WS_CLIENT_SERVER_SILENT',
   /** The WebSocket reported an error (connection refused, an HTTP status instead of the upgrade…); `cause` is its event. */
   SOCKET_ERROR: 'WS_CLIENT_SOCKET_ERROR',
-  /** A frame could not be read (an envelope with bad base64); `cause` says why. */
+  /** A frame could not be read (an envelope with bad base64, a presence frame that does not parse); `cause` or the message says why. */
   BAD_FRAME: 'WS_CLIENT_BAD_FRAME',
   /** `protocol: 'stabilizer'`, but the server's first frame was no welcome: the connection runs plain. */
   NOT_STABILIZER: 'WS_CLIENT_NOT_STABILIZER',
