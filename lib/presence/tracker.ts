@@ -57,6 +57,8 @@ export class PresenceTracker {
   #outgoing: PresenceChange[] = []
   /** Connections that entered a room since the last flush: they get its state. */
   #newcomers = new Map<string, Set<ManagedConnection>>()
+  /** Rooms whose members get the user count only. */
+  #capped = new Set<string>()
   #timer: NodeJS.Timeout | NodeJS.Immediate | undefined = undefined
   #sweeper: NodeJS.Timeout | undefined = undefined
   #used = false
@@ -261,13 +263,15 @@ export class PresenceTracker {
 
   /** A room's change to its members that had its state, and to the app. */
   #deliver (change: RoomChange): void {
-    const max = this.#options.maxMembers
-    const capped = change.count > max
+    const was = this.#capped.has(change.room)
+    const capped = this.#isCapped(change.room, change.count)
     let frame: Buffer | undefined
     if (capped) {
+      if (!was) this.#capped.add(change.room)
       if (change.count !== change.countBefore) frame = diffFrame(change, true)
-    } else if (change.countBefore > max) {
-      // back under the cap: the map again, whole
+    } else if (was) {
+      // well under the cap again: the map, whole
+      this.#capped.delete(change.room)
       frame = stateFrame(change.room, this.#state.users(change.room), false)
     } else if (change.joins.size > 0 || change.leaves.size > 0) {
       frame = diffFrame(change, false)
@@ -282,11 +286,20 @@ export class PresenceTracker {
     if (change.joined.length > 0 || change.left.length > 0) this.#host.emit({ room: change.room, joins: change.joined, leaves: change.left })
   }
 
+  /**
+   * Past `maxMembers` a room is capped; it gets its map again only at a tenth under the cap, so
+   * that a room around its cap does not send the whole map to every member at each crossing.
+   */
+  #isCapped (room: string, count: number): boolean {
+    const max = this.#options.maxMembers
+    return count > max || (this.#capped.has(room) && count > max - Math.ceil(max / 10))
+  }
+
   #welcome (room: string, newcomers: Set<ManagedConnection>): void {
     // (a newcomer that left the room, or ended, before the flush is no longer one)
     if (newcomers.size === 0) return
     const users = this.#state.users(room)
-    const message = { data: stateFrame(room, users, users.size > this.#options.maxMembers), binary: false }
+    const message = { data: stateFrame(room, users, this.#isCapped(room, users.size)), binary: false }
     for (const conn of newcomers) write(conn, message, true)
   }
 
