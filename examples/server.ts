@@ -39,7 +39,7 @@ import type { Socket } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Type } from '@sinclair/typebox'
-import wsStabilizer, { defineMessages, optionsFromEnv, tokenSafeRequestSerializer, type ManagedConnection, type WsStabilizerOptions } from '../plugin.ts'
+import wsStabilizer, { defineMessages, optionsFromEnv, tokenSafeRequestSerializer, type DisconnectInfo, type ManagedConnection, type WsStabilizerOptions } from '../plugin.ts'
 import { findDir, moduleFiles, pageFiles, serveFiles } from './static-files.ts'
 
 const RoomName = Type.String({ pattern: '^[\\w-]{1,32}$', description: 'a room name is 1 to 32 letters, digits, _ or -' })
@@ -52,6 +52,8 @@ const MAX_NAME = 32
 const ANONYMOUS = 'anonymous'
 /** ms either side of when a connection that ended here leaves its rooms (see `ours`). */
 const SLACK = 1000
+/** The close codes of a client that means to go: 1000, 1001 (a page going away), none (1005). */
+const GOODBYES = new Set([1000, 1001, 1005])
 
 export interface ChatOptions {
   /** The page's folder. Default: examples/chat, found from here in the sources and in dist/examples. */
@@ -124,28 +126,27 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
   // maxDisconnect, here or on another instance, is neither. Every instance sees every change;
   // the one whose connection made it announces it to the room, once (the notice is logged for
   // replay like the chat lines). That connection is here (a join, a `leave` command), or ended
-  // here: a goodbye leaves at once, a drop when its hold ends (see `ours`).
-  const ended = new Map<string, { at: number, hold: number }>()
+  // here, and then its leave comes when presence lets it go: at once for a goodbye, when its
+  // hold ends for a drop (`ended`). A leave of that client at another time is the leave of the
+  // instance it resumed on, which announces it.
+  const ended = new Map<string, number>()
   manager.on('disconnect', (conn, info) => {
     // replaced: the session goes on in a newer connection, whose own end will count
     if (info.disconnectReason === 'replaced') return
     const now = Date.now()
-    // oldest first: forget the ends whose leave has come and gone
-    for (const [id, end] of ended) {
-      if (now - end.at <= end.hold + SLACK) break
+    // in the order they ended: forget those whose leave came and went, up to the first still to come
+    for (const [id, leaves] of ended) {
+      if (leaves + SLACK >= now) break
       ended.delete(id)
     }
     ended.delete(conn.id)
-    ended.set(conn.id, { at: now, hold: conn.route.reconnect?.maxDisconnect ?? 0 })
+    ended.set(conn.id, now + heldFor(info, conn.route.reconnect?.maxDisconnect ?? 0))
   })
-  /** Whether a change of this connection is this instance's to announce. */
+  /** Whether a change of this client's connection is this instance's to announce. */
   const ours = (clientId: string): boolean => {
     if (manager.getConnection(clientId) !== undefined) return true
-    const end = ended.get(clientId)
-    if (end === undefined) return false
-    const since = Date.now() - end.at
-    // a leave at any other time is that of the instance the session resumed on
-    return since <= SLACK || Math.abs(since - end.hold) <= SLACK
+    const leaves = ended.get(clientId)
+    return leaves !== undefined && Math.abs(Date.now() - leaves) <= SLACK
   }
   manager.on('presence', ({ room, joins, leaves }) => {
     for (const { userId, metas } of joins) if (metas.some(meta => ours(meta.clientId))) announce('joined', room, userId)
@@ -203,6 +204,17 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
     if (conn.isOpen) sendState(conn)
   })
   return app
+}
+
+/**
+ * How long presence keeps a connection that ended in its rooms (README, Presence): a drop (or
+ * a close other than a goodbye) may resume within maxDisconnect; a goodbye (1000, 1001, no
+ * code) and a close of the server's leave at once.
+ */
+export function heldFor (info: Pick<DisconnectInfo, 'code' | 'disconnectReason'>, maxDisconnect: number): number {
+  const why = info.disconnectReason
+  if (why === 'network_error' || why === 'heartbeat_timeout' || why === 'server_shutdown') return maxDisconnect
+  return why === 'client_close' && !GOODBYES.has(info.code) ? maxDisconnect : 0
 }
 
 /**
