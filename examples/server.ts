@@ -6,26 +6,32 @@
  *
  * The route runs the resume protocol (PROTOCOL.md): the first frame is the plugin's
  * welcome, then every message below arrives as {"type":"message","offset":n,"data":…}.
- * Chat lines and notices are replayed after a resume; `state` and `users`, being the
- * state of now, are volatile (not replayed: a resumed connection gets them afresh).
+ * Chat lines and notices are replayed after a resume; `state`, being the state of now, is
+ * volatile (not replayed: a resumed connection gets it afresh).
  *
- *   connect    ws://…/ws?user=alice           → {"type":"state","user":"alice","rooms":["lobby"],"users":{"lobby":[…]}}
- *                                                the lobby gets {"type":"joined","room":"lobby","user":"alice"} (a new session only)
- *   send       {"type":"join","id":1,"data":{"room":"dev"}}  → the room gets {"type":"joined",…}; you get a new `state`
+ * Who is in a room ("here now" on the page) is the route's room presence (`presence: true`):
+ * the plugin sends each member {"type":"presence.state","room":…,"users":{user:[…]}} when it
+ * enters a room and {"type":"presence.diff",…} after (outside the envelope, never replayed),
+ * and the client keeps the map (`client.presence(room)`). The join and leave notices come from
+ * `wsManager.on('presence')`: a user joins with their first connection (tab, device) in a room
+ * and leaves with their last.
+ *
+ *   connect    ws://…/ws?user=alice           → {"type":"state","user":"alice","rooms":["lobby"]}, then the lobby's presence.state
+ *                                                the lobby gets {"type":"joined","room":"lobby","user":"alice"} (the user's first connection there)
+ *   send       {"type":"join","id":1,"data":{"room":"dev"}}  → the room gets {"type":"joined",…}; you get a new `state`, dev's presence.state
  *                                                and the answer {"type":"join.result","id":1,"data":{"room":"dev","users":[…]}}
  *                                                (the page uses client.request('join', { room }) for it)
- *   send       {"type":"leave","data":{"room":"dev"}}        → the room gets {"type":"left",…}; you get a new `state`
+ *   send       {"type":"leave","data":{"room":"dev"}}        → the room gets {"type":"left",…} (the user's last connection there); you get a new `state`
  *   send       {"type":"say","data":{"room":"dev","text":"hi"}} → the room (or everyone, without room) gets {"type":"said","from":"alice",…}
  *   anything else                             → {"type":"error","code":"UNKNOWN_TYPE"|"VALIDATION_FAILED"|…,"message":…} (not enveloped)
- *   any change of a room's members            → the room gets {"type":"users","room":"dev","users":["alice","bob"]}
- *   a drop                                    → `left` only if the session is not resumed within maxDisconnect
+ *   a drop                                    → held for its resume: `left` only if the session is not resumed within maxDisconnect
  *   GET /stats                                → the manager's counters
  *   POST /drop (with CHAT_DROP=1)             → cuts every connection's TCP socket, no close frame: watch the pages resume
  *   GET /ws-admin (bound to 127.0.0.1 only)   → the plugin's dashboard, open to anyone who can reach it: this machine
  *
  * Behind several instances (examples/cluster.ts) the chat lines reach everyone, sessions
- * resume anywhere and a room's user list is the cluster's (`wsManager.cluster.getRoomUsers`,
- * this instance's alone while Redis is away); join notices are this instance's view.
+ * resume anywhere (neither a leave nor a join), and presence is the cluster's by itself; each
+ * notice is announced once, by the instance whose connection made the change.
  * A page without a name is the user `anonymous`.
  */
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -33,7 +39,7 @@ import type { Socket } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Type } from '@sinclair/typebox'
-import wsStabilizer, { defineMessages, optionsFromEnv, tokenSafeRequestSerializer, type ManagedConnection, type WsStabilizerOptions } from '../plugin.ts'
+import wsStabilizer, { defineMessages, optionsFromEnv, tokenSafeRequestSerializer, type DisconnectInfo, type ManagedConnection, type WsStabilizerOptions } from '../plugin.ts'
 import { findDir, moduleFiles, pageFiles, serveFiles } from './static-files.ts'
 
 const RoomName = Type.String({ pattern: '^[\\w-]{1,32}$', description: 'a room name is 1 to 32 letters, digits, _ or -' })
@@ -44,8 +50,10 @@ const here = dirname(fileURLToPath(import.meta.url))
 const MAX_TEXT = 2000
 const MAX_NAME = 32
 const ANONYMOUS = 'anonymous'
-/** usersIn falls back on this instance's list and never rejects: nothing is left to handle. */
-const ignore = (): void => {}
+/** ms either side of when a connection that ended here leaves its rooms (see `ours`). */
+const SLACK = 1000
+/** The close codes of a client that means to go: 1000, 1001 (a page going away), none (1005). */
+const GOODBYES = new Set([1000, 1001, 1005])
 
 export interface ChatOptions {
   /** The page's folder. Default: examples/chat, found from here in the sources and in dist/examples. */
@@ -100,39 +108,49 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
   }
 
   const userOf = (conn: ManagedConnection | undefined): string => conn?.userId ?? ANONYMOUS
-  /** The room's users on every instance; this instance's alone while the others cannot be asked (Redis down). */
-  const usersIn = async (room: string): Promise<string[]> => {
-    const users = await manager.cluster.getRoomUsers(room).catch((err: unknown) => {
-      app.log.debug({ err }, 'chat user list: this instance\'s only')
-      return manager.getRoomMembers(room).map(id => userOf(manager.getConnection(id)))
-    })
-    return [...new Set(users)].sort()
-  }
-  /** Whether `user` has a connection in `room` other than `except`: notices are per user, not per tab. */
-  const present = (user: string, room: string, except?: string): boolean =>
-    manager.getRoomMembers(room).some(id => id !== except && userOf(manager.getConnection(id)) === user)
-  const broadcast = (message: object, room: string | undefined, extra: { volatile?: boolean, exclude?: string } = {}): void => {
+  /** Who is in the room now, on every instance: its room presence. */
+  const here = async (room: string): Promise<string[]> => Object.keys(await manager.presence(room)).sort()
+  const broadcast = (message: object, room: string | undefined): void => {
     // BroadcastFailedError (every recipient's socket failed) or ShutdownError: nothing to do in a chat
-    manager.broadcast(message, { room, ...extra }).catch((err: unknown) => app.log.debug({ err }, 'chat broadcast failed'))
+    manager.broadcast(message, { room }).catch((err: unknown) => app.log.debug({ err }, 'chat broadcast failed'))
   }
   const announce = (type: 'joined' | 'left', room: string, user: string): void => broadcast({ type, room, user, at: Date.now() }, room)
-  const sendUsers = (room: string, exclude?: string): void => {
-    usersIn(room).then(users => broadcast({ type: 'users', room, users }, room, { volatile: true, exclude }), ignore)
-  }
-  /** Resolves once sent (a connection closed meanwhile is not sent to). */
-  const sendState = async (conn: ManagedConnection): Promise<void> => {
-    const rooms = [...conn.rooms].sort()
-    const users = await Promise.all(rooms.map(async room => [room, await usersIn(room)]))
-    conn.send({ type: 'state', clientId: conn.id, user: userOf(conn), rooms, users: Object.fromEntries(users) }, { volatile: true })
+  /** The rooms the connection is in now (volatile: a resumed connection gets it afresh). */
+  const sendState = (conn: ManagedConnection): void => {
+    conn.send({ type: 'state', clientId: conn.id, user: userOf(conn), rooms: [...conn.rooms].sort() }, { volatile: true })
   }
   const fail = (conn: ManagedConnection, error: string): void => { conn.send({ type: 'error', error }, { volatile: true }) }
 
-  // Sessions whose connection dropped, by clientId: the timer of their `left` notices, cleared
-  // if the session resumes here (a resumed connection keeps its clientId).
-  const away = new Map<string, NodeJS.Timeout>()
-  app.addHook('onClose', async () => {
-    for (const timer of away.values()) clearTimeout(timer)
-    away.clear()
+  // The notices come from room presence: a user joins a room with their first connection in it
+  // (a tab, a device, on any instance) and leaves it with their last; a drop that resumes within
+  // maxDisconnect, here or on another instance, is neither. Every instance sees every change;
+  // the one whose connection made it announces it to the room, once (the notice is logged for
+  // replay like the chat lines). That connection is here (a join, a `leave` command), or ended
+  // here, and then its leave comes when presence lets it go: at once for a goodbye, when its
+  // hold ends for a drop (`ended`). A leave of that client at another time is the leave of the
+  // instance it resumed on, which announces it.
+  const ended = new Map<string, number>()
+  manager.on('disconnect', (conn, info) => {
+    // replaced: the session goes on in a newer connection, whose own end will count
+    if (info.disconnectReason === 'replaced') return
+    const now = Date.now()
+    // in the order they ended: forget those whose leave came and went, up to the first still to come
+    for (const [id, leaves] of ended) {
+      if (leaves + SLACK >= now) break
+      ended.delete(id)
+    }
+    ended.delete(conn.id)
+    ended.set(conn.id, now + heldFor(info, conn.route.reconnect?.maxDisconnect ?? 0))
+  })
+  /** Whether a change of this client's connection is this instance's to announce. */
+  const ours = (clientId: string): boolean => {
+    if (manager.getConnection(clientId) !== undefined) return true
+    const leaves = ended.get(clientId)
+    return leaves !== undefined && Math.abs(Date.now() - leaves) <= SLACK
+  }
+  manager.on('presence', ({ room, joins, leaves }) => {
+    for (const { userId, metas } of joins) if (metas.some(meta => ours(meta.clientId))) announce('joined', room, userId)
+    for (const { userId, metas } of leaves) if (metas.some(meta => ours(meta.clientId))) announce('left', room, userId)
   })
 
   // the commands: typed messages, each answered when it comes with an `id` (client.request)
@@ -140,26 +158,16 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
     join: {
       schema: RoomCommand,
       handler: async ({ room }, { conn }) => {
-        const user = userOf(conn)
-        const first = !present(user, room)
-        if (conn.join(room)) {
-          if (first) announce('joined', room, user)
-          sendUsers(room)
-        }
-        sendState(conn).catch(ignore)
-        return { room, users: await usersIn(room) }
+        conn.join(room)
+        sendState(conn)
+        return { room, users: await here(room) }
       }
     },
     leave: {
       schema: RoomCommand,
       handler: ({ room }, { conn }) => {
-        const user = userOf(conn)
         const left = conn.leave(room)
-        if (left) {
-          if (!present(user, room)) announce('left', room, user)
-          sendUsers(room)
-        }
-        sendState(conn).catch(ignore)
+        sendState(conn)
         return { room, left }
       }
     },
@@ -181,6 +189,8 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
         messages,
         heartbeat: { mode: 'message' }, // browsers cannot see protocol pings
         reconnect: true,
+        // who is here, in every room, over every instance: the pages' "here now" lists
+        presence: true,
         identify: (request) => {
           const user = (request.query as { user?: unknown }).user
           // one name for the pages without one, so that every instance lists them alike
@@ -191,41 +201,20 @@ export async function buildServer (options: WsStabilizerOptions = {}, logger: bo
   }, (_socket, request) => {
     // never null on a managed route; not open when refused (say, by a per-user limit)
     const conn = request.wsConnection as ManagedConnection
-    if (!conn.isOpen) return
-    const user = userOf(conn)
-    // the metadata comes back with the session, on any instance: set on a new session only
-    const resumed = conn.metadata.chatSince !== undefined
-    conn.metadata.chatSince ??= Date.now()
-    clearTimeout(away.get(conn.id))
-    away.delete(conn.id)
-    // the state first, then the notices
-    sendState(conn).then(() => {
-      if (!conn.isOpen) return
-      for (const room of conn.rooms) {
-        if (!resumed && !present(user, room, conn.id)) announce('joined', room, user)
-        sendUsers(room, conn.id)
-      }
-    }, ignore)
-
-    conn.on('close', (info) => {
-      for (const room of info.rooms) sendUsers(room)
-      // replaced: a resume took over the session while this socket was half-open; shutdown: nobody to tell
-      if (info.disconnectReason === 'replaced' || info.disconnectReason === 'server_shutdown') return
-      const gone = async (): Promise<void> => {
-        away.delete(conn.id)
-        for (const room of info.rooms) {
-          // resumed on another instance (the same clientId), or still here in another tab
-          if ((await manager.cluster.getRoomMembers(room)).includes(conn.id) || present(user, room)) continue
-          announce('left', room, user)
-        }
-      }
-      const goneLater = (): void => { gone().catch((err: unknown) => app.log.debug({ err }, 'chat presence check failed')) }
-      // a goodbye (the client's close(), a closed tab) ends the session; anything else may come back
-      if (info.disconnectReason === 'client_close' && (info.code === 1000 || info.code === 1001)) goneLater()
-      else away.set(conn.id, setTimeout(goneLater, conn.route.reconnect!.maxDisconnect).unref())
-    })
+    if (conn.isOpen) sendState(conn)
   })
   return app
+}
+
+/**
+ * How long presence keeps a connection that ended in its rooms (README, Presence): a drop (or
+ * a close other than a goodbye) may resume within maxDisconnect; a goodbye (1000, 1001, no
+ * code) and a close of the server's leave at once.
+ */
+export function heldFor (info: Pick<DisconnectInfo, 'code' | 'disconnectReason'>, maxDisconnect: number): number {
+  const why = info.disconnectReason
+  if (why === 'network_error' || why === 'heartbeat_timeout' || why === 'server_shutdown') return maxDisconnect
+  return why === 'client_close' && !GOODBYES.has(info.code) ? maxDisconnect : 0
 }
 
 /**

@@ -94,8 +94,24 @@ test('the chat page in Chromium: two users chat, drop, resume with the missed me
   for (const page of pages) {
     await lines(page, 'lobby', 'hi alice').waitFor()
     t.equal(await lines(page, 'lobby', 'hello from alice').count(), 1)
-    t.same(await page.locator('#users li').allTextContents(), ['alice', 'bob'])
+    t.same(await page.locator('#users li').allTextContents(), ['alice', 'bob'], '"here now" from presence')
   }
+
+  // a second tab of bob's: one entry for bob, with two connections; its close leaves bob listed
+  const bobTab = await context.newPage()
+  bobTab.setDefaultTimeout(5000)
+  bobTab.on('pageerror', err => errors.push(`bob's second tab: ${err.message}`))
+  await bobTab.goto(`${base}/?user=bob`)
+  await bobTab.locator('#status[data-state="open"]').waitFor()
+  await alice.locator('#users li[title="2 connections"]', { hasText: 'bob' }).waitFor()
+  t.same(await alice.locator('#users li').allTextContents(), ['alice', 'bob'], 'a second tab is not a second entry')
+  t.same(await bobTab.locator('#users li').allTextContents(), ['alice', 'bob'])
+  t.equal(await alice.locator('#count').textContent(), '(2)')
+  await bobTab.close()
+  await alice.locator('#users li[title="2 connections"]').waitFor({ state: 'detached' })
+  t.same(await alice.locator('#users li').allTextContents(), ['alice', 'bob'], 'bob is still here in his first tab')
+  t.equal(await lines(alice, 'lobby', 'bob joined #lobby').count(), 1, 'one join notice for bob')
+  t.equal(await lines(alice, 'lobby', 'bob left').count(), 0, 'and no leave')
 
   // rooms: alice joins #dev, talks there, and comes back to the lobby
   await alice.fill('#room-name', 'dev')
@@ -171,6 +187,13 @@ test('the chat page in Chromium: two users chat, drop, resume with the missed me
   await say(alice, 'after the restart')
   await lines(bob, 'lobby', 'after the restart').waitFor()
   await bob.screenshot({ path: join(SCREENSHOTS, 'chat-bob-new-session.png') })
+  await alice.locator('#users li', { hasText: 'bob' }).waitFor()
+
+  // bob closes his page: he leaves alice's list, with a notice
+  await bob.close()
+  await lines(alice, 'lobby', 'bob left #lobby').waitFor()
+  await alice.locator('#users li', { hasText: 'bob' }).waitFor({ state: 'detached' })
+  t.same(await alice.locator('#users li').allTextContents(), ['alice'], 'a user who closes the page leaves the list')
 
   t.same(errors, [], 'no errors in the pages')
 })

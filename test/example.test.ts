@@ -29,8 +29,26 @@ class Chatter {
       const message = typeof data === 'string' ? JSON.parse(data) as ChatMessage : data
       this.inbox.push(message)
       this.all.push(message)
-      for (const wake of this.#waiters.splice(0)) wake()
+      this.#wake()
     })
+    this.client.on('presence', () => this.#wake())
+  }
+
+  #wake (): void {
+    for (const wake of this.#waiters.splice(0)) wake()
+  }
+
+  /** Waits until `done()`, checked after each message and presence change. */
+  async until (done: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!done()) {
+      const left = deadline - Date.now()
+      if (left <= 0) throw new Error(what())
+      await new Promise<void>(resolve => {
+        const timer = setTimeout(resolve, left)
+        this.#waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
   }
 
   static async open (url: string): Promise<Chatter> {
@@ -40,17 +58,22 @@ class Chatter {
   }
 
   async take (type: string, where: (m: ChatMessage) => boolean = () => true, timeoutMs = 2000): Promise<ChatMessage> {
-    const deadline = Date.now() + timeoutMs
-    for (;;) {
-      const i = this.inbox.findIndex(m => m.type === type && where(m))
-      if (i !== -1) return this.inbox.splice(i, 1)[0]
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`no ${type} message within ${timeoutMs} ms; inbox: ${JSON.stringify(this.inbox)}`)
-      await new Promise<void>(resolve => {
-        const timer = setTimeout(resolve, left)
-        this.#waiters.push(() => { clearTimeout(timer); resolve() })
-      })
-    }
+    const found = (): number => this.inbox.findIndex(m => m.type === type && where(m))
+    await this.until(() => found() !== -1, timeoutMs, () => `no ${type} message within ${timeoutMs} ms; inbox: ${JSON.stringify(this.inbox)}`)
+    return this.inbox.splice(found(), 1)[0]
+  }
+
+  /** The room's "here now" list as the page shows it: the users of the client's presence map, sorted. */
+  here (room: string): string[] | undefined {
+    const users = this.client.presence(room)?.users
+    return users === undefined ? undefined : Object.keys(users).sort()
+  }
+
+  /** Waits until the room's "here now" list is `users`; resolves with it. */
+  async hereNow (room: string, users: string[], timeoutMs = 2000): Promise<string[]> {
+    const same = (): boolean => JSON.stringify(this.here(room)) === JSON.stringify(users)
+    await this.until(same, timeoutMs, () => `#${room} did not list ${users.join(', ')} within ${timeoutMs} ms: ${JSON.stringify(this.here(room))}`)
+    return this.here(room)!
   }
 
   /** Messages of `type` received since the `since`th message. */
@@ -95,28 +118,31 @@ async function start (t: { after (fn: () => unknown): void }, options = {}): Pro
 
 const from = (user: string) => (m: ChatMessage) => m.user === user
 
-test('the chat: state, join notices, rooms, user lists, say, leave, errors, stats', async (t) => {
+test('the chat: state, join notices, rooms, "here now" lists from presence, say, leave, errors, stats', async (t) => {
   const { app, url } = await start(t)
   const alice = await Chatter.open(`${url}?user=alice`)
   t.after(() => alice.client.close())
   const state = await alice.take('state')
-  t.match(state, { user: 'alice', rooms: ['lobby'], users: { lobby: ['alice'] } })
-  t.equal(state.clientId, alice.client.clientId)
+  t.same(state, { type: 'state', clientId: alice.client.clientId, user: 'alice', rooms: ['lobby'] })
   t.match(await alice.take('joined'), { room: 'lobby', user: 'alice' })
+  await alice.hereNow('lobby', ['alice'])
 
   const bob = await Chatter.open(`${url}?user=bob`)
   t.after(() => bob.client.close())
-  t.same((await bob.take('state')).users, { lobby: ['alice', 'bob'] })
+  t.same((await bob.take('state')).rooms, ['lobby'])
+  await bob.hereNow('lobby', ['alice', 'bob'])
   t.match(await alice.take('joined'), { room: 'lobby', user: 'bob' })
-  t.same(await alice.take('users'), { type: 'users', room: 'lobby', users: ['alice', 'bob'] })
+  await alice.hereNow('lobby', ['alice', 'bob'])
+  t.same(Object.keys(await app.wsManager.presence('lobby')).sort(), ['alice', 'bob'], 'the server\'s map is the same')
 
   const answer = alice.client.request('join', { room: 'dev' })
   t.match(await alice.take('joined'), { room: 'dev', user: 'alice' })
-  t.same(await answer, { room: 'dev', users: ['alice'] }, 'the join answers the request')
-  t.match(await alice.take('state', m => m.rooms.length === 2), { rooms: ['dev', 'lobby'], users: { dev: ['alice'], lobby: ['alice', 'bob'] } })
+  t.same(await answer, { room: 'dev', users: ['alice'] }, 'the join answers the request, with the room\'s presence')
+  t.same((await alice.take('state', m => m.rooms.length === 2)).rooms, ['dev', 'lobby'])
+  await alice.hereNow('dev', ['alice'])
   bob.client.send({ type: 'join', data: { room: 'dev' } })
   t.match(await alice.take('joined'), { room: 'dev', user: 'bob' })
-  t.same((await alice.take('users', m => m.room === 'dev' && m.users.length === 2)).users, ['alice', 'bob'])
+  await alice.hereNow('dev', ['alice', 'bob'])
 
   bob.say('dev', 'hi')
   t.match(await alice.take('said'), { room: 'dev', from: 'bob', text: 'hi' })
@@ -125,6 +151,8 @@ test('the chat: state, join notices, rooms, user lists, say, leave, errors, stat
 
   bob.client.send({ type: 'leave', data: { room: 'dev' } })
   t.match(await alice.take('left'), { room: 'dev', user: 'bob' })
+  await alice.hereNow('dev', ['alice'])
+  t.same(alice.here('lobby'), ['alice', 'bob'], 'bob is still in the lobby')
   t.same((await bob.take('state', m => m.rooms.length === 1)).rooms, ['lobby'])
   t.same(app.wsManager.getRoomMembers('dev'), [alice.client.clientId])
   bob.say('dev', 'still here?')
@@ -146,6 +174,7 @@ test('the chat: state, join notices, rooms, user lists, say, leave, errors, stat
   const stats = await app.inject('/stats')
   t.equal(stats.json().connections, 2)
   t.equal(stats.json().users, 2)
+  t.equal(alice.count('users'), 0, 'no hand-made user lists: the lists are presence\'s')
 })
 
 test('the chat on the wire: the welcome first, then envelopes; anonymous users; binary frames', async (t) => {
@@ -159,6 +188,8 @@ test('the chat on the wire: the welcome first, then envelopes; anonymous users; 
   const joined = await client.json()
   t.match(joined, { type: 'message', data: { type: 'joined', user: 'anonymous', room: 'lobby' } })
   t.type(joined.offset, 'number', 'a notice is logged for replay')
+  const presence = await client.json()
+  t.same(presence, { type: 'presence.state', room: 'lobby', users: { anonymous: [{ clientId: state.data.clientId, metadata: {} }] } }, 'presence frames are the plugin\'s, outside the envelope')
 
   client.send(Buffer.from([1]))
   t.match(await client.json(), { type: 'error', code: 'BINARY_NOT_ALLOWED' })
@@ -183,7 +214,9 @@ test('the chat after a drop: the session resumes without notices and the missed 
   const mark = alice.all.length
   for (const conn of app.wsManager.getUserConnections('bob')) conn.socket.terminate()
   await gone
-  t.same((await alice.take('users', m => m.users.length === 1)).users, ['alice'], 'the user list shows bob gone at once')
+  // a round trip of alice's: the presence flush of the drop is done (a request of hers, not a line bob would miss)
+  await alice.client.request('leave', { room: 'nowhere' })
+  t.same(alice.here('lobby'), ['alice', 'bob'], 'bob is held for his resume: still here')
   alice.say('lobby', 'missed 1')
   alice.say('lobby', 'missed 2')
   await alice.take('said', m => m.text === 'missed 2')
@@ -192,17 +225,21 @@ test('the chat after a drop: the session resumes without notices and the missed 
   t.same(await resumed, { replayed: 2 })
   t.equal(bob.client.clientId, bobId, 'the same session')
   t.match(await bob.take('said', m => m.text === 'missed 2'), { from: 'alice', room: 'lobby' })
-  t.same((await bob.take('state', m => m.users.lobby.length === 2)).rooms, ['lobby'])
-  t.same((await alice.take('users', m => m.users.length === 2)).users, ['alice', 'bob'])
+  t.same((await bob.take('state')).rooms, ['lobby'])
+  await bob.hereNow('lobby', ['alice', 'bob'])
   bob.say('lobby', 'back')
   await alice.take('said', m => m.text === 'back')
   await bob.take('said', m => m.text === 'back')
   t.same(bob.said(), ['before', 'missed 1', 'missed 2', 'back'], 'each missed line once, none twice')
   t.equal(alice.count('joined', from('bob'), mark) + alice.count('left', from('bob'), mark), 0, 'a resume is no leave and no join')
 
+  t.same(alice.here('lobby'), ['alice', 'bob'])
+  t.equal(alice.client.presence('lobby')!.users!.bob.length, 1, 'the resumed connection took the place of the dropped one')
+
   // a goodbye ends the session at once
   bob.client.close()
   t.match(await alice.take('left'), { room: 'lobby', user: 'bob' })
+  await alice.hereNow('lobby', ['alice'])
 })
 
 test('the chat: a dropped session that does not come back within maxDisconnect is announced as left', async (t) => {
@@ -211,9 +248,11 @@ test('the chat: a dropped session that does not come back within maxDisconnect i
   t.after(() => alice.client.close())
   const carol = await TestClient.open(`${url}?user=carol`)
   await alice.take('joined', from('carol'))
+  await alice.hereNow('lobby', ['alice', 'carol'])
   for (const conn of app.wsManager.getUserConnections('carol')) conn.socket.terminate()
   await carol.closed
   t.match(await alice.take('left'), { room: 'lobby', user: 'carol' })
+  t.same(alice.here('lobby'), ['alice'], 'carol is gone from the list with her notice')
 })
 
 test('the chat: two tabs of one user are one user in notices and lists', async (t) => {
@@ -222,11 +261,16 @@ test('the chat: two tabs of one user are one user in notices and lists', async (
   const tab1 = await Chatter.open(`${url}?user=bob`)
   const tab2 = await Chatter.open(`${url}?user=bob`)
   t.after(() => { alice.client.close(); tab1.client.close() })
-  t.same((await tab2.take('state')).users.lobby, ['alice', 'bob'])
+  await tab2.hereNow('lobby', ['alice', 'bob'])
+  const tabs = (): number => alice.client.presence('lobby')?.users?.bob?.length ?? 0
+  await alice.until(() => tabs() === 2, 2000, () => 'bob\'s second tab is not listed')
+  t.same(alice.here('lobby'), ['alice', 'bob'], 'one entry for bob, with two connections')
   tab2.client.close()
-  await alice.take('users', m => m.users.length === 2)
+  await alice.until(() => tabs() === 1, 2000, () => 'the tab that closed is still listed')
   alice.say('lobby', 'ping')
   await alice.take('said')
+  t.equal(tabs(), 1, 'the tab that closed is gone, bob is not')
+  t.same(alice.here('lobby'), ['alice', 'bob'])
   t.equal(alice.count('joined', from('bob')), 1, 'one join notice for bob')
   t.equal(alice.count('left'), 0, 'bob is still here in his other tab')
 })

@@ -2,7 +2,8 @@
 /*
  * The chat page: plain JavaScript on the compiled client, no build step. The server
  * (examples/server.ts) serves this folder and the client's ES modules under /client/.
- * The name comes from `?user=` or from the form.
+ * The name comes from `?user=` or from the form. The "here now" list is the room's presence,
+ * which the client keeps from the server's presence frames (`client.presence(room)`).
  */
 import { StabilizerClient } from '/client/index.js'
 
@@ -17,8 +18,6 @@ const el = (tag, className, text) => {
 const view = {
   /** room → { log: <ol>, joined, unread } */
   rooms: new Map(),
-  /** room → users in it now */
-  users: new Map(),
   active: 'lobby',
   /** a room just asked for: shown once the server says we are in it */
   wanted: undefined,
@@ -79,11 +78,19 @@ function renderTabs () {
   }
 }
 
+/** The active room's presence: a user once, however many tabs and devices; past the server's cap, the count only. */
 function renderUsers () {
   const list = $('#users')
   list.replaceChildren()
-  for (const user of view.users.get(view.active) ?? []) {
+  const presence = client?.presence(view.active)
+  $('#count').textContent = presence === undefined ? '' : `(${presence.count})`
+  if (presence?.users === undefined) {
+    if (presence !== undefined) list.append(el('li', 'many', plural(presence.count, 'user')))
+    return
+  }
+  for (const [user, metas] of Object.entries(presence.users).sort(([a], [b]) => a.localeCompare(b))) {
     const item = el('li', user === view.me ? 'me' : undefined, user)
+    if (metas.length > 1) item.title = `${metas.length} connections`
     list.append(item)
   }
 }
@@ -148,7 +155,6 @@ function receive (message) {
       view.me = message.user
       $('#me').hidden = false
       $('#me').textContent = `you are ${message.user}`
-      for (const [name, users] of Object.entries(message.users)) view.users.set(name, users)
       // rooms we are no longer in keep their log, without a tab
       for (const [name, entry] of view.rooms) entry.joined = message.rooms.includes(name)
       for (const name of message.rooms) room(name).joined = true
@@ -160,10 +166,6 @@ function receive (message) {
       activate(view.active)
       break
     }
-    case 'users':
-      view.users.set(message.room, message.users)
-      if (message.room === view.active) renderUsers()
-      break
     case 'said': {
       const item = el('li', replayed ? 'said replayed' : 'said')
       item.dataset.from = message.from
@@ -195,6 +197,7 @@ function start (user) {
   client = new StabilizerClient(url.href, { protocol: 'stabilizer', reconnect: { maxDelay: 5000 } })
 
   client.on('message', receive)
+  client.on('presence', ({ room }) => { if (room === view.active) renderUsers() })
   client.on('open', () => status('open', 'open'))
   client.on('close', ({ code, reason, willReconnect }) => {
     // also for each failed attempt: the log says it once, when an open connection is lost
