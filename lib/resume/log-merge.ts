@@ -95,10 +95,6 @@ export class Merges {
     }
   }
 
-  get size (): number {
-    return this.#starts.size
-  }
-
   clear (): void {
     this.#starts.clear()
   }

@@ -17,6 +17,7 @@ interface Frame { type: 'message', offset?: number, data: { n: number | string }
 const SECRET = 'restart-storm-secret-0123456789'
 const CLIENTS = 50
 const LOG = 40
+const DIRECT = 25
 
 async function instance (t: Parameters<typeof buildApp>[0], bus: MemoryBus): Promise<FastifyInstance> {
   return await buildApp(t, { adapter: new MemoryAdapter({ bus }), reconnect: { secret: SECRET, replayMessages: LOG } }, app => {
@@ -51,6 +52,8 @@ test('50 clients of one instance resume on another with a log of 40: none gets g
   // missed: two from the instance they left, one from the one they resume on
   await a.wsManager.broadcast({ n: 1 })
   await a.wsManager.broadcast({ n: 2 })
+  // and one of them a message of its own: it cannot share the others' merge
+  a.wsManager.send(clients[DIRECT].welcome.clientId, { n: 'direct' })
   await b.wsManager.broadcast({ n: 3 })
   await new Promise(resolve => setImmediate(resolve))
   // b took its own broadcast before a's two came over the bus: any order, the last one before the merges
@@ -62,16 +65,22 @@ test('50 clients of one instance resume on another with a log of 40: none gets g
   const failed: string[] = []
   const back: TestClient[] = []
   const resumed: Welcome[] = []
-  for (const { welcome, offset } of clients) {
+  for (const [i, { welcome, offset }] of clients.entries()) {
     const client = await connect(b, `/ws?resume=${welcome.token}&offset=${offset}`)
     back.push(client)
     const w = await client.json<Welcome>()
     resumed.push(w)
     if (w.resumeFailed !== undefined) failed.push(w.resumeFailed)
-    t.same([(await client.json<Frame>()).data, (await client.json<Frame>()).data, (await client.json<Frame>()).data], [{ n: 1 }, { n: 2 }, { n: 3 }])
+    const expected = i === DIRECT ? [{ n: 1 }, { n: 2 }, { n: 'direct' }, { n: 3 }] : [{ n: 1 }, { n: 2 }, { n: 3 }]
+    const got: unknown[] = []
+    for (let j = 0; j < expected.length; j++) got.push((await client.json<Frame>()).data)
+    t.same(got, expected)
   }
   t.same(failed, [], 'no resume failed')
-  t.ok(resumed.every(w => w.resumed && w.replayed === 3 && w.offset === resumed[0].offset), 'all resumed at one merge')
+  t.ok(resumed.every((w, i) => w.resumed && w.replayed === (i === DIRECT ? 4 : 3)), 'all resumed with what they missed')
+  t.ok(resumed.slice(0, DIRECT).every(w => w.offset === resumed[0].offset), 'those before it at one merge')
+  t.not(resumed[DIRECT].offset, resumed[0].offset, 'the one with a message of its own at a merge of its own')
+  t.ok(resumed.slice(DIRECT + 1).every(w => w.offset === resumed[DIRECT].offset), 'the later ones share its merge: what they replay there is what they missed')
 
   // the last one drops before it has read its replay: back on b from the merge's marker, and from its middle
   await b.wsManager.broadcast({ n: 4 })
