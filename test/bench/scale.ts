@@ -52,12 +52,11 @@ const STOP_MS = Math.max(20_000, Math.ceil(N / P) * 2)
 const only = arg('only')?.split(',')
 /*
  * The replay log's bounds on each instance of the rolling restart. A client that resumes on
- * another instance than the one its offsets belong to gets its missed messages logged again
- * there, addressed to it alone (so that a drop during the replay loses nothing): a storm of
- * k clients that missed m messages each adds k × m entries to the new instance's log. With
- * the defaults (1000 messages, 1 MiB) the first ~1000 entries evict what the later resumes
- * need, and they fail as `gap`. `--replay=default` keeps the defaults (to see it); by default
- * the log holds 20 missed messages for each client of an instance (~400 B each).
+ * another instance gets its missed messages logged again there, once for all the clients
+ * that left the old log at the same point (a merge, lib/resume/log-merge.ts): every client
+ * here gets every broadcast, so a restart adds a few merges. `--replay=default` keeps the
+ * defaults (1000 messages, 1 MiB); by default the log holds 20 messages for each client of
+ * an instance (~400 B each), as before the merges, when each client's copy was logged.
  */
 const replay = arg('replay') === 'default' ? undefined : { messages: 20 * Math.ceil(N / P), bytes: 20 * Math.ceil(N / P) * 400 }
 /** In flight at once, over all client processes. */
