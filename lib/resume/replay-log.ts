@@ -4,12 +4,20 @@
  * stored (and encoded) once. Bounded by count and bytes; the oldest entries go first.
  */
 
+import { replayable } from './log-merge.ts'
+
 /** Who a message was addressed to, to tell after the fact whether a session should get it. */
 export interface Target {
   rooms?: string[]
   userId?: string
   clientId?: string
   exclude?: string[]
+  /**
+   * Set on the entries of a merge (see log-merge.ts): another instance's messages logged again
+   * here, once for all the clients that resume from the same point of that log, and replayed
+   * only to the clients whose offset lies in the merge. Its value is the merge's first offset.
+   */
+  merge?: number
 }
 
 export interface LogEntry {
@@ -88,19 +96,23 @@ export class ReplayLog {
     return out.reverse()
   }
 
+  /** The offset of the oldest entry it holds (the next one while it holds none). */
+  get first (): number {
+    return this.size === 0 ? this.#offset + 1 : this.#entries[this.#head].offset
+  }
+
   /**
-   * The entries after `offset`, or undefined when some of them were already evicted
-   * or `offset` is ahead of the log (a gap the log cannot cover).
+   * The entries after `offset` a client there replays (the merges of others left out), or
+   * undefined when some of them were already evicted or `offset` is ahead of the log (a gap
+   * the log cannot cover).
    */
   after (offset: number): LogEntry[] | undefined {
     if (offset > this.#offset) return undefined
     if (offset === this.#offset) return []
     // every offset handed out was appended and the log never drops its newest entry, so it is not empty here
     if (offset + 1 < this.#entries[this.#head].offset) return undefined
-    const out: LogEntry[] = []
-    for (let i = this.#head; i < this.#entries.length; i++) {
-      if (this.#entries[i].offset > offset) out.push(this.#entries[i])
-    }
-    return out
+    let i = this.#head
+    while (this.#entries[i].offset <= offset) i++
+    return replayable(this.#entries, i, offset)
   }
 }

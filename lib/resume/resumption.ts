@@ -8,7 +8,7 @@ import { write } from '../outbound/write.ts'
 import { encode, type Encoded, type OutboundMessage } from '../outbound/encode.ts'
 import { envelope, reoffset, welcomeFrame, type ResumeFailure, type Welcome } from './protocol.ts'
 import { ReplayLog, type LogEntry, type Target } from './replay-log.ts'
-import { CLOCK_MARGIN, entriesAfter, lastSeenAt } from './log-merge.ts'
+import { CLOCK_MARGIN, Merges, entriesAfter, lastSeenAt } from './log-merge.ts'
 import type { Session } from './sessions.ts'
 import { ReconnectTokens, type ReconnectClaims } from './tokens.ts'
 import type { ResumeStore } from '../adapters/resume-store.ts'
@@ -59,8 +59,10 @@ export interface Restored {
   rooms?: string[]
   /** Entries of this instance's log, sent as they were logged. */
   entries?: LogEntry[]
-  /** Entries of another instance's log, logged again here for this client before they are sent. */
+  /** Entries of another instance's log (and of this one's it lacked), to log here as a merge before they are sent. */
   remote?: LogEntry[]
+  /** What the clients that may share that merge have in common (see Merges). */
+  merge?: string
   /** The offset the client resumed from, where its welcome puts it. */
   offset?: number
   failed?: ResumeFailure
@@ -89,6 +91,8 @@ export class Resumption {
   /** This instance's log, as sessions name it. */
   readonly stream: string
   #copies = new Map<string, { timer: NodeJS.Timeout, entries: Promise<LogEntry[]> }>()
+  /** The merges of other instances' logs made here, shared by the clients that missed the same. */
+  #merges = new Merges()
 
   constructor (options: ResolvedOptions['reconnect'], log: FastifyBaseLogger, store: ResumeStore, stream: string) {
     this.#log = log
@@ -216,8 +220,24 @@ export class Resumption {
       if (replay.evictedUntil >= resume.since!) return { failed: 'gap' }
       const rooms = new Set(session.rooms)
       const seen = resume.seen!
-      const newer = replay.since(resume.since!).filter(e => !seen.has(e.id) && addressedTo(e.target, session.clientId, session.userId, rooms))
-      restored.remote = newer.length === 0 ? resume.remote : [...resume.remote, ...newer]
+      // this log's own entries only: those of merges are copies, already here or in the old log
+      const newer = replay.since(resume.since!).filter(e => e.target.merge === undefined && !seen.has(e.id) && addressedTo(e.target, session.clientId, session.userId, rooms))
+      const missed = newer.length === 0 ? resume.remote : [...resume.remote, ...newer]
+      if (missed.length === 0) {
+        restored.remote = missed
+        return restored
+      }
+      const key = [session.stream, resume.offset, resume.since, session.userId ?? '', ...[...rooms].sort()].join('\n')
+      // a merge made for a client that left at the same point: what it replays now is exactly what this one missed
+      const start = this.#merges.get(key)
+      const shared = start === undefined ? undefined : replay.after(start)?.filter(e => addressedTo(e.target, session.clientId, session.userId, rooms))
+      if (shared !== undefined && sameIds(shared, missed)) {
+        restored.entries = shared
+        restored.offset = start
+        return restored
+      }
+      restored.remote = missed
+      restored.merge = key
       return restored
     }
     const after = this.#replay!.after(resume.offset)
@@ -230,10 +250,12 @@ export class Resumption {
 
   /**
    * The welcome frame (with a fresh token) first, then the replayed messages, in order.
-   * Entries of another instance's log are logged here again, addressed to this client,
-   * so that they carry this log's offsets and a drop during the replay loses nothing.
+   * Entries of another instance's log are logged here again first, as a merge that other
+   * clients who missed the same can share (log-merge.ts), so that they carry this log's
+   * offsets and a drop during the replay loses nothing.
    */
   welcome (conn: ManagedConnection, restored: Restored | undefined): void {
+    if (restored?.remote !== undefined && restored.remote.length > 0) this.#merge(restored)
     const issued = this.#issue(conn.id, conn.userId)
     const welcome: Welcome = {
       clientId: conn.id,
@@ -250,11 +272,21 @@ export class Resumption {
     // until the client is heard from, this welcome may never have reached it (see saveSession)
     if (welcome.resumed && restored?.used !== undefined && this.store.release !== undefined) conn[kHandshake] = { used: restored.used, issued }
     if (restored?.entries !== undefined) for (const entry of restored.entries) write(conn, { data: entry.frame, binary: false })
-    if (restored?.remote !== undefined) {
-      const target = { clientId: conn.id }
-      for (const entry of restored.remote) write(conn, { data: this.#append(target, offset => reoffset(entry.frame, offset), entry.id).frame, binary: false })
-    }
     if (restored !== undefined) conn.log.info({ resumed: welcome.resumed, replayed: welcome.replayed, resumeFailed: welcome.resumeFailed }, 'websocket resume')
+  }
+
+  /**
+   * Logs a resume's missed entries of another log as a merge: its marker (the welcome's
+   * offset), then each entry with this log's offset and its own target, naming the merge.
+   */
+  #merge (restored: Restored): void {
+    const replay = this.#replay!
+    const start = replay.offset + 1
+    this.#append({ merge: start }, () => MARKER, undefined)
+    restored.entries = restored.remote!.map(entry => this.#append({ ...entry.target, merge: start }, offset => reoffset(entry.frame, offset), entry.id))
+    restored.remote = undefined
+    restored.offset = start
+    this.#merges.set(restored.merge!, start, replay.first)
   }
 
   /** Keeps a resumable connection's session after it went away, for `maxDisconnect` ms. */
@@ -280,8 +312,19 @@ export class Resumption {
 
   close (): void {
     for (const stream of this.#copies.keys()) this.#forget(stream)
+    this.#merges.clear()
     this.store.close()
   }
+}
+
+/** A merge's marker: logged, never sent. */
+const MARKER = Buffer.alloc(0)
+
+/** Whether two lists of entries hold the same messages (ids are unique within each). */
+function sameIds (a: readonly LogEntry[], b: readonly LogEntry[]): boolean {
+  if (a.length !== b.length) return false
+  const ids = new Set(b.map(e => e.id))
+  return a.every(e => ids.has(e.id))
 }
 
 function addressedTo (target: Target, clientId: string, userId: string | undefined, rooms: ReadonlySet<string>): boolean {

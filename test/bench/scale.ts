@@ -37,16 +37,26 @@ const B = Number(arg('broadcasts') ?? 5)
 const rolling = process.argv.includes('--rolling')
 /** The new instance starts on a new port and the clients go there (a load balancer's part), instead of taking the old one's port. */
 const surge = process.argv.includes('--surge')
-const budget = Number(arg('budget') ?? (rolling ? 420 : 600))
+/*
+ * Every wait grows with N: at 100,000 a contender takes ~5 min on this 2-core machine (setup at
+ * ~1,000/s, two heartbeat timeouts, the broadcasts), the rolling restart ~12 min.
+ */
+const budget = Number(arg('budget') ?? (rolling ? Math.max(420, N * 0.012) : Math.max(600, N * 0.015)))
+/** The time for every client process to open its share (~4 ms a connection, at least 2 min). */
+const CONNECT_MS = Math.max(120_000, N * 4)
+/** Waits for all N: registered on the servers, a broadcast seen by every client. */
+const ALL_MS = Math.max(10_000, N / 5)
+const SEEN_MS = Math.max(30_000, N / 2)
+/** A server's stop, its clients' close handshakes included (~2 ms a socket, at least 20 s). */
+const STOP_MS = Math.max(20_000, Math.ceil(N / P) * 2)
 const only = arg('only')?.split(',')
 /*
  * The replay log's bounds on each instance of the rolling restart. A client that resumes on
- * another instance than the one its offsets belong to gets its missed messages logged again
- * there, addressed to it alone (so that a drop during the replay loses nothing): a storm of
- * k clients that missed m messages each adds k × m entries to the new instance's log. With
- * the defaults (1000 messages, 1 MiB) the first ~1000 entries evict what the later resumes
- * need, and they fail as `gap`. `--replay=default` keeps the defaults (to see it); by default
- * the log holds 20 missed messages for each client of an instance (~400 B each).
+ * another instance gets its missed messages logged again there, once for all the clients
+ * that left the old log at the same point (a merge, lib/resume/log-merge.ts): every client
+ * here gets every broadcast, so a restart adds a few merges. `--replay=default` keeps the
+ * defaults (1000 messages, 1 MiB); by default the log holds 20 messages for each client of
+ * an instance (~400 B each), as before the merges, when each client's copy was logged.
  */
 const replay = arg('replay') === 'default' ? undefined : { messages: 20 * Math.ceil(N / P), bytes: 20 * Math.ceil(N / P) * 400 }
 /** In flight at once, over all client processes. */
@@ -134,8 +144,8 @@ async function connectAll (clients: Clients[], ports: number[], kind: ClientKind
     kind,
     count: Math.floor(N / C) + (i < N % C ? 1 : 0),
     concurrency: Math.ceil(CONCURRENCY / C),
-    timeoutMs: STEP * 2
-  }, STEP * 3)))
+    timeoutMs: CONNECT_MS
+  }, CONNECT_MS + STEP)))
   const errors: Record<string, number> = {}
   for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v
   return { opened: results.reduce((a, r) => a + r.opened, 0), failed: results.reduce((a, r) => a + r.failed, 0), ms: performance.now() - t0, errors }
@@ -146,7 +156,7 @@ async function serverClients (servers: Server[]): Promise<number> {
   return counts.reduce((a, b) => a + b, 0)
 }
 
-async function untilRegistered (servers: Server[], expected: number, ms = 10_000): Promise<number> {
+async function untilRegistered (servers: Server[], expected: number, ms = ALL_MS): Promise<number> {
   const end = Date.now() + ms
   let registered = 0
   while (Date.now() < end) {
@@ -162,7 +172,7 @@ async function seenBy (clients: Clients[], seq: number): Promise<Seen> {
   return { count: all.reduce((a, s) => a + s.count, 0), last: Math.max(...all.map(s => s.last)) }
 }
 
-async function untilSeen (clients: Clients[], seq: number, expected: number, ms = 30_000): Promise<Seen> {
+async function untilSeen (clients: Clients[], seq: number, expected: number, ms = SEEN_MS): Promise<Seen> {
   const end = Date.now() + ms
   let seen = await seenBy(clients, seq)
   while (seen.count < expected && Date.now() < end) {
@@ -198,7 +208,7 @@ async function states (clients: Clients[]): Promise<RestartState> {
 
 async function stopAll (clients: Clients[], servers: Server[]): Promise<void> {
   await Promise.all(clients.map(c => c.stop({ cmd: 'close' })))
-  await Promise.all(servers.map(s => s.stop({ cmd: 'exit' }, 20_000)))
+  await Promise.all(servers.map(s => s.stop({ cmd: 'exit' }, STOP_MS)))
 }
 
 function total (record: Record<string, number>): number {
@@ -269,7 +279,7 @@ async function scaleRun (name: ScaleContender, redis: RedisServer, run: number):
       // Redis' idle CPU (presence refreshes, ~1 ms/s) is under the 10 ms tick over one broadcast: kept in
       redisCpu += cpuMs(redis.pid) - r0
       deliveries += seen.count
-      if (seen.count < held) notes.push(`${name}: broadcast ${seq} reached ${seen.count} of ${held} clients within 30 s`)
+      if (seen.count < held) notes.push(`${name}: broadcast ${seq} reached ${seen.count} of ${held} clients within ${SEEN_MS / 1000} s`)
       add(samples, name, 'broadcastMs', seen.last - at)
       await sleep(300)
     }
@@ -357,14 +367,14 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
         lastRedis = nowRedis
         lastAt = performance.now()
       }, 250)
-      const closed = old.ask<{ closedMs: number, report?: { closedCount: number, terminatedCount: number } }>({ cmd: 'exit' }, 30_000)
+      const closed = old.ask<{ closedMs: number, report?: { closedCount: number, terminatedCount: number } }>({ cmd: 'exit' }, STOP_MS + 10_000)
       await bound
       const portFreeMs = performance.now() - t0
       servers[i] = next.server
       const { closedMs, report: drained } = await closed
       // every moved client back (a welcome, resumed or not), bounded
       let s = await states(clients)
-      const end = Date.now() + 60_000
+      const end = Date.now() + Math.max(60_000, Math.ceil(N / P) * 4)
       while ((s.open < s.total || s.moved === 0 || s.resumed + total(s.failed) < s.moved) && Date.now() < end) {
         await sleep(100)
         s = await states(clients)
@@ -372,7 +382,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
       clearInterval(sampler)
       // the next broadcast has reached everyone: what is missing now is missing
       const target = seq + 1
-      await untilSeen(clients, target, s.total, 10_000)
+      await untilSeen(clients, target, s.total, Math.max(10_000, N / 10))
       const reports = await Promise.all(clients.map(c => c.ask<Report>({ cmd: 'report', finalSeq: target })))
       const after = reports.reduce((a, r) => ({ missed: a.missed + r.missed, duplicated: a.duplicated + r.duplicated, clientsMissing: a.clientsMissing + r.clientsMissing, clientsDuplicated: a.clientsDuplicated + r.clientsDuplicated }))
       const f: RestartFigures = {
