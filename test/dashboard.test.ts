@@ -361,6 +361,10 @@ test('two instances on one bus: the instance list, the table; the actions act wh
   t.match(table.rows, [{ clientId: 'here', instance: one.wsManager.instanceId }, { clientId: 'there', instance: 'remote', userId: 'bob', rooms: ['lobby'] }, { clientId: 'there2' }])
   dashboard.query({ search: 'lobby', field: 'room' })
   t.match((await dashboard.next('table', 3000, f => f.query.search === 'lobby')).rows, [{ clientId: 'there' }])
+  dashboard.query({ search: 'lob', field: 'room' })
+  t.match(await dashboard.next('table', 3000, f => f.query.search === 'lob'), { total: 1, rows: [{ clientId: 'there' }] }, 'a part of a room name: a pass over the other instance\'s connections too')
+  dashboard.query({ search: 'bob', field: 'userId' })
+  t.match(await dashboard.next('table', 3000, f => f.query.search === 'bob'), { total: 2, rows: [{ clientId: 'there' }, { clientId: 'there2' }] }, 'a user exactly, found on the other instance\'s index')
 
   t.match(await dashboard.act({ action: 'send', clientId: 'there', message: 'across' }), { ok: true, message: 'delivered to there' })
   t.equal(await there.next(), 'across')

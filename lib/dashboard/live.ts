@@ -2,8 +2,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket, RawData } from 'ws'
 import type { InstanceInfo } from '../adapters/adapter.ts'
 import { Sampler, type ClusterSummary, type Snapshot } from './snapshot.ts'
-import { RowRates, queryKey, tablePage, tableQuery, type TableQuery } from './table.ts'
-import type { DashboardSource, RemoteConnection } from './source.ts'
+import { RemoteConnections, RowRates, queryKey, tablePage, tableQuery, type TableQuery } from './table.ts'
+import type { DashboardSource } from './source.ts'
 import type { OutboundMessage } from '../outbound/encode.ts'
 import { presencePage, presenceQuery, type PresenceQuery } from './presence.ts'
 
@@ -59,7 +59,7 @@ export class LiveDashboards {
   #timer: NodeJS.Timeout | undefined = undefined
   #removeGap: (() => void) | undefined = undefined
   #ticks = 0
-  #remote: RemoteConnection[] = []
+  #remote = new RemoteConnections([])
   #others: InstanceInfo[] = []
   #clusterError: string | undefined = undefined
   #asking = false
@@ -152,7 +152,7 @@ export class LiveDashboards {
     const source = this.#source
     source.instances().then(async (others) => {
       this.#others = others
-      if (connections || others.length === 0) this.#remote = others.length === 0 ? [] : await source.remoteConnections()
+      if (connections || others.length === 0) this.#remote = new RemoteConnections(others.length === 0 ? [] : await source.remoteConnections())
       this.#clusterError = undefined
     }).catch((err: unknown) => {
       this.#clusterError = String(err)
