@@ -266,6 +266,11 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
     return this.#presence.users(room)
   }
 
+  /** @internal A presence room's users, read in place: userId (or clientId) → its connections there. */
+  presenceUsers (room: string): ReadonlyMap<string, ReadonlyMap<string, unknown>> {
+    return this.#presence.present(room)
+  }
+
   /** Iterates the connections without copying them. */
   connections (): IterableIterator<ManagedConnection> {
     return this.#registry.connections()

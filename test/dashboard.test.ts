@@ -268,12 +268,12 @@ test('actions: disconnect a connection or a user, send to a connection or a room
   t.equal((await b.closed).code, 1000)
   t.equal((await b2.closed).code, 1000)
 
-  t.match(await dashboard.act({ action: 'send', clientId: 'c', message: 'plain text' }), { ok: true, message: 'sent to c' })
+  t.match(await dashboard.act({ action: 'send', clientId: 'c', message: 'plain text' }), { ok: true, message: 'delivered to c' })
   t.equal(await c.next(), 'plain text')
   t.match(await dashboard.act({ action: 'send', clientId: 'c', message: '{"type":"notice","text":"hi"}', json: true }), { ok: true })
   t.same(await c.json(), { type: 'notice', text: 'hi' })
   const news = await client(app, 'd', 'dee', 'news')
-  t.match(await dashboard.act({ action: 'sendRoom', room: 'news', message: 'to the room' }), { ok: true, message: 'sent to room news (1 here)' })
+  t.match(await dashboard.act({ action: 'sendRoom', room: 'news', message: 'to the room' }), { ok: true, message: 'sent to room news: 1 of 1 delivered over 1 instance(s)' })
   t.equal(await news.next(), 'to the room')
   t.ok(await c.silentFor(50), 'not in the room')
 
@@ -299,11 +299,11 @@ test('actions: disconnect a connection or a user, send to a connection or a room
 
   const actions = logs.filter(l => typeof l.msg === 'string' && l.msg.startsWith('dashboard action'))
   t.match(actions, [
-    { actor: 'alice', action: 'disconnect', clientId: 'a', code: 4000, reason: 'by an operator', here: true },
+    { actor: 'alice', action: 'disconnect', clientId: 'a', code: 4000, reason: 'by an operator', found: true },
     { actor: 'alice', action: 'disconnectUser', userId: 'bob', connections: 2 },
-    { actor: 'alice', action: 'send', clientId: 'c', here: true },
-    { actor: 'alice', action: 'send', clientId: 'c', here: true },
-    { actor: 'alice', action: 'sendRoom', room: 'news', reached: 1 }
+    { actor: 'alice', action: 'send', clientId: 'c', delivered: true },
+    { actor: 'alice', action: 'send', clientId: 'c', delivered: true },
+    { actor: 'alice', action: 'sendRoom', room: 'news', total: 1, succeeded: 1, failed: 0, partial: false }
   ])
   t.ok(logs.some(l => l.msg === 'dashboard opened' && l.actor === 'alice'))
   await dashboard.close()
@@ -324,7 +324,7 @@ test('who acts: request.user as an app sets it, else the IP', async (t) => {
     const dashboard = await DashboardClient.open(app, '/ws-admin', header === undefined ? {} : { 'x-user': header })
     await dashboard.act({ action: 'disconnect', clientId: 'nobody' })
     await dashboard.close()
-    t.match(logs.filter(l => l.msg === 'dashboard action: disconnect').at(-1), { actor, clientId: 'nobody', here: false }, String(header))
+    t.match(logs.filter(l => l.msg === 'dashboard action: disconnect').at(-1), { actor, clientId: 'nobody', found: false }, String(header))
   }
 })
 
@@ -345,7 +345,7 @@ test('readOnly: the page is told, every action is refused and logged', async (t)
   await a.close()
 })
 
-test('two instances on one bus: the instance list, the table and the actions reach the other', async (t) => {
+test('two instances on one bus: the instance list, the table; the actions act wherever the connection is and say what happened', async (t) => {
   const bus = new MemoryBus()
   const one = await dashboardApp(t, { dashboard: ALLOW, adapter: new MemoryAdapter({ bus }) })
   const two = await dashboardApp(t, { adapter: new MemoryAdapter({ bus }) })
@@ -361,19 +361,48 @@ test('two instances on one bus: the instance list, the table and the actions rea
   t.match(table.rows, [{ clientId: 'here', instance: one.wsManager.instanceId }, { clientId: 'there', instance: 'remote', userId: 'bob', rooms: ['lobby'] }, { clientId: 'there2' }])
   dashboard.query({ search: 'lobby', field: 'room' })
   t.match((await dashboard.next('table', 3000, f => f.query.search === 'lobby')).rows, [{ clientId: 'there' }])
+  dashboard.query({ search: 'lob', field: 'room' })
+  t.match(await dashboard.next('table', 3000, f => f.query.search === 'lob'), { total: 1, rows: [{ clientId: 'there' }] }, 'a part of a room name: a pass over the other instance\'s connections too')
+  dashboard.query({ search: 'bob', field: 'userId' })
+  t.match(await dashboard.next('table', 3000, f => f.query.search === 'bob'), { total: 2, rows: [{ clientId: 'there' }, { clientId: 'there2' }] }, 'a user exactly, found on the other instance\'s index')
 
-  t.match(await dashboard.act({ action: 'send', clientId: 'there', message: 'across' }), { ok: true, message: /not here: sent through the other instances/ })
+  t.match(await dashboard.act({ action: 'send', clientId: 'there', message: 'across' }), { ok: true, message: 'delivered to there' })
   t.equal(await there.next(), 'across')
-  t.match(await dashboard.act({ action: 'sendRoom', room: 'lobby', message: 'room across' }), { ok: true, message: 'sent to room lobby (0 here)' })
+  t.match(await dashboard.act({ action: 'send', clientId: 'nobody', message: 'lost' }), { ok: false, message: 'nobody was not found on any instance, or its write failed' })
+  const here2 = await client(one, 'here2', 'ann', 'lobby')
+  t.match(await dashboard.act({ action: 'sendRoom', room: 'lobby', message: 'room across' }), { ok: true, message: 'sent to room lobby: 2 of 2 delivered over 2 instance(s)' })
   t.equal(await there.next(), 'room across')
-  t.match(await dashboard.act({ action: 'disconnect', clientId: 'there', code: 4000 }), { ok: true, message: /not here: the other instances were asked/ })
+  t.equal(await here2.next(), 'room across')
+  t.match(await dashboard.act({ action: 'disconnect', clientId: 'there', code: 4000 }), { ok: true, message: 'there disconnected' })
   t.equal((await there.closed).code, 4000)
   await until(() => two.wsManager.getConnectionCount() === 2, 2000, 'gone there')
+  t.match(await dashboard.act({ action: 'disconnect', clientId: 'there' }), { ok: false, message: 'there was not found on any instance' })
   t.match(await dashboard.act({ action: 'disconnectUser', userId: 'bob' }), { ok: true, message: '1 connection(s) of bob disconnected' })
   t.equal((await there2.closed).code, 1000)
   t.equal(cyd.ws.readyState, 1, 'another user\'s connection stays')
   await dashboard.close()
-  await Promise.all([here.close(), cyd.close()])
+  await Promise.all([here.close(), here2.close(), cyd.close()])
+})
+
+test('two instances: an instance that does not answer is a partial send to a room, an adapter that cannot count instances an action failure; the dashboard goes on', async (t) => {
+  const bus = new MemoryBus()
+  const adapter = new MemoryAdapter({ bus })
+  const one = await dashboardApp(t, { dashboard: ALLOW, adapter, cluster: { timeout: 100 } })
+  const two = await dashboardApp(t, { adapter: new MemoryAdapter({ bus }) })
+  const [here, there] = await Promise.all([client(one, 'here', 'ann', 'lobby'), client(two, 'there', 'bob', 'lobby')])
+  const dashboard = await DashboardClient.open(one)
+  // the other instance is counted as live but its answers never come
+  const remoteInstances = adapter.presence.remoteInstances.bind(adapter.presence)
+  adapter.presence.remoteInstances = async () => [...await remoteInstances(), 'silent']
+  t.match(await dashboard.act({ action: 'sendRoom', room: 'lobby', message: 'partly' }), { ok: false, message: /^sent to room lobby: 2 of 2 delivered over 2 instance\(s\); only 2 of 3 instances answered in time$/ })
+  t.match(await dashboard.act({ action: 'send', clientId: 'elsewhere', message: 'x' }), { ok: false, message: /did not answer|answered/ })
+  adapter.presence.remoteInstances = async () => { throw new Error('broker down') }
+  t.match(await dashboard.act({ action: 'disconnect', clientId: 'there' }), { ok: false, message: /broker down/ })
+  t.match(await dashboard.act({ action: 'sendRoom', room: 'lobby', message: 'x' }), { ok: false, message: /broker down/ })
+  t.equal(there.ws.readyState, 1, 'not closed')
+  t.ok(await dashboard.next('tick'), 'the ticks go on')
+  await dashboard.close()
+  await Promise.all([here.close(), there.close()])
 })
 
 test('the instance list when the presence cannot answer: the error is shown, the ticks go on', async (t) => {
@@ -504,4 +533,67 @@ test('Redis presence: instances() tells the other instances, their connections a
   await raw.del(`dash-instances:instance:${two.wsManager.instanceId}`)
   t.match(await presence.instances(), [{ id: two.wsManager.instanceId, alive: false, connections: 2, lastHeartbeat: undefined }])
   await Promise.all(clients.map(async c => await c.close()))
+})
+
+test('presence rooms: the users present on every instance beside the members here; a room selected lists them, a page of at most 100 with each one\'s connections', async (t) => {
+  const bus = new MemoryBus()
+  const withPresence = (app: FastifyInstance): void => {
+    app.get('/p', { websocket: true, config: { ws: { rooms: ['lobby'], presence: true, identify: (request) => ({ clientId: (request.query as { id: string }).id, userId: (request.query as { user?: string }).user }) } } }, () => {})
+  }
+  const one = await dashboardApp(t, { dashboard: ALLOW, adapter: new MemoryAdapter({ bus }) }, undefined, withPresence)
+  const two = await dashboardApp(t, { adapter: new MemoryAdapter({ bus }) }, undefined, withPresence)
+  const member = (app: FastifyInstance, id: string, user?: string): Promise<TestClient> => connect(app, `/p?id=${id}${user === undefined ? '' : `&user=${user}`}`)
+  const clients = await Promise.all([member(one, 'a1', 'ann'), member(two, 'a2', 'ann'), member(two, 'b1', 'bob'), member(two, 'anon'), client(one, 'plain', 'pat', 'plain-room')])
+  for (let i = 0; i < 101; i += 50) clients.push(...await Promise.all(Array.from({ length: Math.min(50, 101 - i) }, (_, j) => member(two, `m${i + j}`, `user${String(i + j).padStart(3, '0')}`))))
+  await until(async () => Object.keys(await one.wsManager.presence('lobby')).length === 104, 3000, 'the presence of both')
+  const dashboard = await DashboardClient.open(one)
+  const tick = await dashboard.next('tick', 3000, f => f.rooms.top.some((r: unknown[]) => r[0] === 'lobby' && r[2] === 104))
+  t.same(tick.rooms.top.find((r: unknown[]) => r[0] === 'lobby'), ['lobby', 1, 104], 'one member here, 104 users present over both')
+  t.same(tick.rooms.top.find((r: unknown[]) => r[0] === 'plain-room'), ['plain-room', 1], 'a room without presence: its members only')
+
+  dashboard.client.send({ type: 'presence', room: 'lobby' })
+  const first = await dashboard.next('presence')
+  t.match(first, { room: 'lobby', offset: 0, total: 104 })
+  t.equal(first.users.length, 100, 'capped')
+  t.same(first.users.slice(0, 4).sort(), [['ann', 2], ['anon', 1], ['bob', 1], ['user000', 1]], 'each with its connections in the room')
+  dashboard.client.send({ type: 'presence', room: 'lobby', offset: 100 })
+  const rest = await dashboard.next('presence', 3000, f => f.offset === 100)
+  t.same(rest.users.map((u: [string, number]) => u[0]), ['user097', 'user098', 'user099', 'user100'])
+  t.match(await dashboard.next('presence', 3000, f => f.offset === 100), { total: 104 }, 'sent again with the ticks')
+  dashboard.client.send({ type: 'presence', room: 'lobby', offset: 0 })
+  await clients[0].close()
+  const after = await dashboard.next('presence', 3000, f => f.offset === 0 && f.users.some((u: [string, number]) => u[0] === 'ann' && u[1] === 1))
+  t.equal(after.total, 104, 'ann is still there with her other connection: kept up to date with the ticks')
+  dashboard.client.send({ type: 'presence', room: 'nowhere' })
+  t.match(await dashboard.next('presence', 3000, f => f.room === 'nowhere'), { total: 0, users: [] })
+  dashboard.client.send({ type: 'presence', room: '' })
+  await dashboard.next('tick')
+  dashboard.skip()
+  await dashboard.next('tick')
+  await dashboard.next('tick')
+  await t.rejects(dashboard.next('presence', 100), 'no room selected: no presence pages')
+  await dashboard.close()
+  await Promise.all(clients.slice(1).map(async c => { await c.close() }))
+})
+
+test('Redis, two instances: the dashboard\'s actions act on the other instance\'s connections and say what happened', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+  const redis = await startRedis(t)
+  const adapter = (): RedisAdapter => new RedisAdapter({ url: redis.url, prefix: 'dash-actions' })
+  const one = await dashboardApp(t, { dashboard: ALLOW, adapter: adapter() })
+  const two = await dashboardApp(t, { adapter: adapter() })
+  const [here, there, there2] = await Promise.all([client(one, 'here', 'ann', 'lobby'), client(two, 'there', 'bob', 'lobby'), client(two, 'there2', 'bob')])
+  await until(async () => (await one.wsManager.adapter.presence.remoteConnections()).length === 2, 3000, 'the other instance\'s connections')
+  const dashboard = await DashboardClient.open(one)
+  t.match(await dashboard.act({ action: 'send', clientId: 'there', message: 'over redis' }), { ok: true, message: 'delivered to there' })
+  t.equal(await there.next(), 'over redis')
+  t.match(await dashboard.act({ action: 'send', clientId: 'nobody', message: 'x' }), { ok: false, message: /nobody was not found/ })
+  t.match(await dashboard.act({ action: 'sendRoom', room: 'lobby', message: 'all of the lobby' }), { ok: true, message: 'sent to room lobby: 2 of 2 delivered over 2 instance(s)' })
+  t.equal(await here.next(), 'all of the lobby')
+  t.equal(await there.next(), 'all of the lobby')
+  t.match(await dashboard.act({ action: 'disconnectUser', userId: 'bob', code: 4001 }), { ok: true, message: '2 connection(s) of bob disconnected' })
+  t.equal((await there.closed).code, 4001)
+  t.equal((await there2.closed).code, 4001)
+  t.match(await dashboard.act({ action: 'disconnect', clientId: 'there' }), { ok: false, message: 'there was not found on any instance' })
+  await dashboard.close()
+  await here.close()
 })

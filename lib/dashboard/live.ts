@@ -2,9 +2,10 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket, RawData } from 'ws'
 import type { InstanceInfo } from '../adapters/adapter.ts'
 import { Sampler, type ClusterSummary, type Snapshot } from './snapshot.ts'
-import { RowRates, queryKey, tablePage, tableQuery, type TableQuery } from './table.ts'
-import type { DashboardSource, RemoteConnection } from './source.ts'
+import { RemoteConnections, RowRates, queryKey, tablePage, tableQuery, type TableQuery } from './table.ts'
+import type { DashboardSource } from './source.ts'
 import type { OutboundMessage } from '../outbound/encode.ts'
+import { presencePage, presenceQuery, type PresenceQuery } from './presence.ts'
 
 /*
  * The open dashboards: one interval timer (unref'd) for all of them, made when the app is
@@ -26,6 +27,8 @@ interface Viewer {
   /** Who acts through it, for the action log lines. */
   actor: string
   query: TableQuery
+  /** The room whose present users it shows, if any. */
+  presence: PresenceQuery | undefined
 }
 
 /** A dashboard whose socket holds more than this is skipped until it drained. */
@@ -56,7 +59,7 @@ export class LiveDashboards {
   #timer: NodeJS.Timeout | undefined = undefined
   #removeGap: (() => void) | undefined = undefined
   #ticks = 0
-  #remote: RemoteConnection[] = []
+  #remote = new RemoteConnections([])
   #others: InstanceInfo[] = []
   #clusterError: string | undefined = undefined
   #asking = false
@@ -87,7 +90,7 @@ export class LiveDashboards {
 
   /** A dashboard's socket, opened with a ticket issued to `actor`. */
   open (socket: WebSocket, actor: string): void {
-    const viewer: Viewer = { socket, actor, query: tableQuery({}) }
+    const viewer: Viewer = { socket, actor, query: tableQuery({}), presence: undefined }
     this.#viewers.set(socket, viewer)
     socket.on('message', (data, isBinary) => { this.#message(viewer, data, isBinary) })
     socket.on('close', () => { this.#viewers.delete(socket) })
@@ -124,6 +127,7 @@ export class LiveDashboards {
         pages.set(key, page)
       }
       viewer.socket.send(page)
+      if (viewer.presence !== undefined) viewer.socket.send(JSON.stringify(presencePage(this.#source, viewer.presence)))
     }
     this.#ask(this.#ticks++ % REMOTE_EVERY === 0)
   }
@@ -148,7 +152,7 @@ export class LiveDashboards {
     const source = this.#source
     source.instances().then(async (others) => {
       this.#others = others
-      if (connections || others.length === 0) this.#remote = others.length === 0 ? [] : await source.remoteConnections()
+      if (connections || others.length === 0) this.#remote = new RemoteConnections(others.length === 0 ? [] : await source.remoteConnections())
       this.#clusterError = undefined
     }).catch((err: unknown) => {
       this.#clusterError = String(err)
@@ -169,6 +173,11 @@ export class LiveDashboards {
       viewer.socket.send(JSON.stringify(tablePage(this.#source, viewer.query, this.#remote, Date.now(), this.#rates)))
       return
     }
+    if (message.type === 'presence') {
+      viewer.presence = presenceQuery(message as Record<string, unknown>)
+      if (viewer.presence !== undefined) viewer.socket.send(JSON.stringify(presencePage(this.#source, viewer.presence)))
+      return
+    }
     if (message.type === 'action') {
       this.#act(viewer, message).then(
         result => { this.#reply(viewer, message.id, result) },
@@ -176,7 +185,7 @@ export class LiveDashboards {
       )
       return
     }
-    this.#reply(viewer, undefined, { ok: false, message: 'expected a JSON message of type query or action' })
+    this.#reply(viewer, undefined, { ok: false, message: 'expected a JSON message of type query, presence or action' })
   }
 
   #reply (viewer: Viewer, id: unknown, result: { ok: boolean, message: string }): void {
@@ -200,28 +209,29 @@ export class LiveDashboards {
         if (Buffer.byteLength(reason) > 123) return { ok: false, message: 'expected a close reason of at most 123 bytes' }
         if (action === 'disconnect') {
           const clientId = text(m.clientId, 'clientId')
-          const here = source.disconnect(clientId, code, reason)
-          this.#log.info({ ...log, clientId, code, reason, here }, 'dashboard action: disconnect')
-          return { ok: true, message: here ? `${clientId} disconnected` : `${clientId} is not here: the other instances were asked to disconnect it` }
+          const found = await source.disconnect(clientId, code, reason)
+          this.#log.info({ ...log, clientId, code, reason, found }, 'dashboard action: disconnect')
+          return found ? { ok: true, message: `${clientId} disconnected` } : { ok: false, message: `${clientId} was not found on any instance` }
         }
         const userId = text(m.userId, 'userId')
-        const asked = await source.disconnectUser(userId, code, reason)
-        this.#log.info({ ...log, userId, code, reason, connections: asked }, 'dashboard action: disconnect a user')
-        return { ok: true, message: `${asked} connection(s) of ${userId} disconnected` }
+        const closed = await source.disconnectUser(userId, code, reason)
+        this.#log.info({ ...log, userId, code, reason, connections: closed }, 'dashboard action: disconnect a user')
+        return { ok: true, message: `${closed} connection(s) of ${userId} disconnected` }
       }
       case 'send':
       case 'sendRoom': {
         const payload = outbound(m)
         if (action === 'send') {
           const clientId = text(m.clientId, 'clientId')
-          const here = source.send(clientId, payload)
-          this.#log.info({ ...log, clientId, here }, 'dashboard action: send')
-          return { ok: true, message: here ? `sent to ${clientId}` : `${clientId} is not here: sent through the other instances` }
+          const delivered = await source.send(clientId, payload)
+          this.#log.info({ ...log, clientId, delivered }, 'dashboard action: send')
+          return delivered ? { ok: true, message: `delivered to ${clientId}` } : { ok: false, message: `${clientId} was not found on any instance, or its write failed` }
         }
         const room = text(m.room, 'room')
-        const reached = await source.sendToRoom(room, payload)
-        this.#log.info({ ...log, room, reached }, 'dashboard action: send to a room')
-        return { ok: true, message: `sent to room ${room} (${reached} here)` }
+        const r = await source.sendToRoom(room, payload)
+        this.#log.info({ ...log, room, ...r }, 'dashboard action: send to a room')
+        const answered = r.partial ? `; only ${r.answered} of ${r.instances} instances answered in time` : ''
+        return { ok: !r.partial, message: `sent to room ${room}: ${r.succeeded} of ${r.total} delivered over ${r.answered} instance(s)${answered}` }
       }
       default:
         return { ok: false, message: `unknown action ${JSON.stringify(action)}` }

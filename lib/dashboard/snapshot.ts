@@ -46,7 +46,8 @@ export interface Snapshot {
   perSecond: Rates
   rtt: Percentiles
   adapter: { name: string, status: string, draining: boolean, gaps: number, lastGap: (GapInfo & { at: number }) | undefined }
-  rooms: { total: number, top: Array<[room: string, members: number]> }
+  /** The largest rooms: their members here, and for presence rooms the users present on every instance. */
+  rooms: { total: number, top: Array<[room: string, members: number] | [room: string, members: number, present: number]> }
   cluster: ClusterSummary | undefined
   sample: Sample
 }
@@ -120,9 +121,22 @@ export class Sampler {
       perSecond: this.#rates,
       rtt: this.#percentiles(),
       adapter: { name: source.adapterName, status: source.health().status, draining: source.draining(), gaps: this.#gaps, lastGap: this.#lastGap },
-      rooms: topRooms(source.rooms(), TOP_ROOMS),
+      rooms: this.#rooms(),
       cluster: undefined,
       sample
+    }
+  }
+
+  /** The largest rooms, each presence room with its count of users present (the tracker's map's size, nothing copied). */
+  #rooms (): Snapshot['rooms'] {
+    const source = this.#source
+    const { total, top } = topRooms(source.rooms(), TOP_ROOMS)
+    return {
+      total,
+      top: top.map(([room, members]) => {
+        const present = source.presence(room).size
+        return present === 0 ? [room, members] : [room, members, present]
+      })
     }
   }
 

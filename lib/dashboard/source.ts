@@ -3,13 +3,14 @@ import type { WsManager } from '../manager.ts'
 import type { AdapterHealth, GapInfo, InstanceInfo, PresenceEntry } from '../adapters/adapter.ts'
 import type { OutboundMessage } from '../outbound/encode.ts'
 import type { StatsSnapshot } from '../stats.ts'
+import type { ClusterBroadcastResult } from '../cluster-ops.ts'
 
 /*
  * Everything the dashboard reads and does, in one place: what it shows comes from here, what
- * it does goes through here. Today the actions on a connection elsewhere go through the
- * manager's own cross-instance paths (a `disconnect` or a client message published to every
- * instance); when `wsManager.cluster.send/disconnect` and the presence of rooms arrive, the
- * methods below are where they plug in, nothing else of the dashboard changes.
+ * it does goes through here. The actions go through `wsManager.cluster`: each is done on the
+ * connection wherever it is, and answers what happened (found or not, delivered or not, the
+ * counts of every instance). The presence of rooms is read from the tracker's map, without
+ * copying it.
  */
 
 /** What the dashboard knows of a connection on another instance. */
@@ -32,19 +33,21 @@ export interface DashboardSource {
   remoteConnections (): Promise<RemoteConnection[]>
   /** The other instances; empty when the presence cannot tell. */
   instances (): Promise<InstanceInfo[]>
-  /** Closes a connection here, or asks the other instances to. True when it was here. */
-  disconnect (clientId: string, code: number, reason: string): boolean
-  /** Closes a user's connections here and asks the other instances to close theirs; how many were asked to close. */
+  /** The users present in a presence room (every instance): userId → that user's connections there; empty when none. */
+  presence (room: string): ReadonlyMap<string, ReadonlyMap<string, unknown>>
+  /** Closes a connection wherever it is: whether some instance had it. */
+  disconnect (clientId: string, code: number, reason: string): Promise<boolean>
+  /** Closes a user's connections wherever they are: how many were found and closed. */
   disconnectUser (userId: string, code: number, reason: string): Promise<number>
-  /** Sends to one connection, here or on another instance. True when it was here and written. */
-  send (clientId: string, message: OutboundMessage): boolean
-  /** Sends to a room's members on every instance; how many were reached here. */
-  sendToRoom (room: string, message: OutboundMessage): Promise<number>
+  /** Sends to one connection wherever it is: whether it was delivered. */
+  send (clientId: string, message: OutboundMessage): Promise<boolean>
+  /** Sends to a room's members on every instance: the sums of every instance's counts. */
+  sendToRoom (room: string, message: OutboundMessage): Promise<ClusterBroadcastResult>
   /** Listens to the adapter's gaps; returns the removal. */
   onGap (listener: (info: GapInfo) => void): () => void
 }
 
-/** The dashboard's source over the manager as it is today. */
+/** The dashboard's source over the manager. */
 export function managerSource (manager: WsManager): DashboardSource {
   const presence = manager.adapter.presence
   return {
@@ -64,25 +67,23 @@ export function managerSource (manager: WsManager): DashboardSource {
     remoteConnections: async () => await presence.remoteConnections(),
     // issue 15's cluster view may answer this too; the presence is what exists now
     instances: async () => await presence.instances?.() ?? [],
-    // with cluster.disconnect (issue 15): `manager.cluster.disconnect(clientId, code, reason)`
-    disconnect: (clientId, code, reason) => manager.disconnect(clientId, code, reason),
+    presence: room => manager.presenceUsers(room),
+    disconnect: async (clientId, code, reason) => await manager.cluster.disconnect(clientId, code, reason),
     async disconnectUser (userId, code, reason) {
-      let asked = 0
+      let closed = 0
       for (const conn of [...manager.registry.userConnections(userId)]) {
-        manager.disconnect(conn.id, code, reason)
-        asked++
+        if (manager.disconnect(conn.id, code, reason)) closed++
       }
-      // the other instances' connections of that user, each asked by its clientId
+      // the other instances' connections of that user, each closed by its clientId wherever it is
+      const elsewhere: Array<Promise<boolean>> = []
       for (const entry of await presence.remoteConnections()) {
-        if (entry.userId !== userId) continue
-        manager.disconnect(entry.id, code, reason)
-        asked++
+        if (entry.userId === userId) elsewhere.push(manager.cluster.disconnect(entry.id, code, reason))
       }
-      return asked
+      for (const found of await Promise.all(elsewhere)) if (found) closed++
+      return closed
     },
-    // with cluster.send (issue 15): `manager.cluster.send(clientId, message)`
-    send: (clientId, message) => manager.send(clientId, message),
-    sendToRoom: async (room, message) => (await manager.broadcast(message, { room })).succeeded,
+    send: async (clientId, message) => await manager.cluster.send(clientId, message),
+    sendToRoom: async (room, message) => await manager.cluster.broadcast(message, { room }),
     onGap (listener) {
       manager.on('gap', listener)
       return () => { manager.off('gap', listener) }

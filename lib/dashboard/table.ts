@@ -4,10 +4,12 @@ import type { DashboardSource, RemoteConnection } from './source.ts'
 
 /*
  * The connection table: the server filters and pages, the page gets one page of rows. An
- * exact clientId, userId or room is found on the indexes; anything else is one pass over
- * the connections (oldest first, the registry's order), counting the matches and keeping
- * the rows of the page asked for. Connections of other instances (from the presence) come
- * after this instance's, with what the presence knows of them.
+ * exact clientId, userId or room is found on the indexes, this instance's and the other
+ * instances' (made from the presence's list the first time an exact search asks, kept until
+ * the list is read again); when neither has it, the search is a substring of any, one pass
+ * over the connections (oldest first, the registry's order), counting the matches and
+ * keeping the rows of the page asked for. Connections of other instances come after this
+ * instance's, with what the presence knows of them.
  */
 
 export type SearchField = 'any' | 'clientId' | 'userId' | 'room'
@@ -77,32 +79,55 @@ function matches (id: string, userId: string | undefined, rooms: Iterable<string
   }
 }
 
-/** The local connections a query is about: an index's when the search names one exactly, else all of them, filtered. */
-function * localMatches (source: DashboardSource, q: TableQuery): Generator<ManagedConnection> {
+/** The other instances' connections as the presence last listed them, with indexes for exact searches. */
+export class RemoteConnections {
+  readonly all: readonly RemoteConnection[]
+  #indexes: Record<'clientId' | 'userId' | 'room', Map<string, RemoteConnection[]>> | undefined = undefined
+
+  constructor (all: readonly RemoteConnection[]) {
+    this.all = all
+  }
+
+  /** The connections whose field is exactly `value` (built on the first call, in one pass). */
+  exact (field: 'clientId' | 'userId' | 'room', value: string): readonly RemoteConnection[] {
+    if (this.#indexes === undefined) {
+      const indexes = this.#indexes = { clientId: new Map(), userId: new Map(), room: new Map() }
+      const add = (map: Map<string, RemoteConnection[]>, key: string, entry: RemoteConnection): void => {
+        const list = map.get(key)
+        if (list === undefined) map.set(key, [entry])
+        else list.push(entry)
+      }
+      for (const entry of this.all) {
+        add(indexes.clientId, entry.id, entry)
+        if (entry.userId !== undefined) add(indexes.userId, entry.userId, entry)
+        for (const room of entry.rooms) add(indexes.room, room, entry)
+      }
+    }
+    return this.#indexes[field].get(value) ?? NONE
+  }
+}
+
+const NONE: readonly RemoteConnection[] = []
+
+/** The exact matches of a query, here and elsewhere; undefined when it is no exact search or neither has it. */
+function exactMatches (source: DashboardSource, q: TableQuery, remote: RemoteConnections): [Iterable<ManagedConnection>, readonly RemoteConnection[]] | undefined {
   const s = q.search
-  if (s === '') {
-    yield * source.connections()
-    return
-  }
-  if (q.field === 'clientId' || q.field === 'any') {
+  let local: readonly ManagedConnection[] | ReadonlySet<ManagedConnection>
+  let field: 'clientId' | 'userId' | 'room'
+  if (q.field === 'userId') {
+    field = 'userId'
+    local = [...source.userConnections(s)]
+  } else if (q.field === 'room') {
+    field = 'room'
+    local = source.roomMembers(s)
+  } else {
+    field = 'clientId'
     const conn = source.connection(s)
-    if (conn !== undefined) {
-      yield conn
-      return
-    }
+    local = conn === undefined ? [] : [conn]
   }
-  if (q.field === 'userId' || q.field === 'room') {
-    const exact = q.field === 'userId' ? source.userConnections(s) : source.roomMembers(s)
-    let found = false
-    for (const conn of exact) {
-      found = true
-      yield conn
-    }
-    if (found) return
-  }
-  for (const conn of source.connections()) {
-    if (matches(conn.id, conn.userId, conn.rooms, q)) yield conn
-  }
+  const elsewhere = remote.exact(field, s)
+  const here = 'size' in local ? local.size : local.length
+  return here === 0 && elsewhere.length === 0 ? undefined : [local, elsewhere]
 }
 
 /** The per-connection message rates of the rows shown: counters kept from one tick to the next for those rows only. */
@@ -167,16 +192,19 @@ function remoteRow (entry: RemoteConnection): Row {
 }
 
 /** One page of the table. */
-export function tablePage (source: DashboardSource, q: TableQuery, remote: readonly RemoteConnection[], now: number, rates: RowRates): TablePage {
+export function tablePage (source: DashboardSource, q: TableQuery, remote: RemoteConnections, now: number, rates: RowRates): TablePage {
   const rows: Row[] = []
   const end = q.offset + q.limit
   let total = 0
-  for (const conn of localMatches(source, q)) {
+  const exact = q.search === '' ? undefined : exactMatches(source, q, remote)
+  const scan = q.search !== '' && exact === undefined
+  for (const conn of exact?.[0] ?? source.connections()) {
+    if (scan && !matches(conn.id, conn.userId, conn.rooms, q)) continue
     if (total >= q.offset && total < end) rows.push(localRow(conn, source.instanceId, now, rates))
     total++
   }
-  for (const entry of remote) {
-    if (q.search !== '' && !matches(entry.id, entry.userId, entry.rooms, q)) continue
+  for (const entry of exact?.[1] ?? remote.all) {
+    if (scan && !matches(entry.id, entry.userId, entry.rooms, q)) continue
     if (total >= q.offset && total < end) rows.push(remoteRow(entry))
     total++
   }

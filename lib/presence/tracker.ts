@@ -95,6 +95,11 @@ export class PresenceTracker {
     return users
   }
 
+  /** @internal The room's users as the state holds them (the dashboard reads it each tick; do not change it). */
+  present (room: string): ReadonlyMap<string, ReadonlyMap<string, Entry>> {
+    return this.#state.users(room)
+  }
+
   /** A connection entered a room. */
   joined (conn: ManagedConnection, room: string): void {
     const presence = conn.route.presence

@@ -24,7 +24,8 @@ const state = {
   total: 0,
   nextId: 1,
   retry: 500,
-  last: undefined
+  last: undefined,
+  presence: undefined
 }
 
 const number = (n) => n === undefined || n === null ? '–' : Number(n).toLocaleString('en-US', { maximumFractionDigits: 1 })
@@ -77,6 +78,7 @@ async function open () {
     state.retry = 500
     status('live', 'ok')
     sendQuery()
+    if (state.presence !== undefined) showPresence(state.presence.room, state.presence.offset)
   }
   socket.onmessage = (event) => receive(JSON.parse(event.data))
   socket.onclose = () => {
@@ -100,6 +102,7 @@ function receive (message) {
   else if (message.type === 'tick') tick(message)
   else if (message.type === 'table') table(message)
   else if (message.type === 'result') result(message)
+  else if (message.type === 'presence') presence(message)
 }
 
 function hello (message) {
@@ -155,13 +158,42 @@ function row (cells) {
 
 function rooms ({ total, top }) {
   $('#rooms-total').textContent = total > top.length ? `(${number(total)}, the ${top.length} largest)` : `(${number(total)})`
-  $('#room-table tbody').replaceChildren(...top.map(([room, members]) => {
+  $('#room-table tbody').replaceChildren(...top.map(([room, members, present]) => {
     const name = el('td', room, 'link')
     name.title = 'show its connections'
     name.onclick = () => search(room, 'room')
-    const tr = row([name, el('td', number(members), 'num')])
+    const users = el('td', present === undefined ? '–' : number(present), present === undefined ? 'num muted' : 'num link')
+    if (present !== undefined) {
+      users.title = 'show who is present'
+      users.onclick = () => showPresence(room, 0)
+    }
+    const tr = row([name, el('td', number(members), 'num'), users])
     tr.dataset.room = room
     return tr
+  }))
+}
+
+// ---- who is present in a room (the server sends one page, then one with every tick) --------
+
+function showPresence (room, offset) {
+  state.presence = room === undefined ? undefined : { room, offset }
+  $('#presence').hidden = room === undefined
+  send({ type: 'presence', room: room ?? '', offset })
+}
+
+function presence (page) {
+  if (state.presence === undefined || page.room !== state.presence.room) return
+  $('#presence-room').textContent = page.room
+  const last = Math.min(page.offset + page.users.length, page.total)
+  $('#presence-total').textContent = page.total === 0 ? '(nobody)' : `(${number(page.offset + 1)}–${number(last)} of ${number(page.total)} users)`
+  $('#presence-total').dataset.value = String(page.total)
+  $('#presence-prev').disabled = page.offset === 0
+  $('#presence-next').disabled = last >= page.total
+  $('#presence-table tbody').replaceChildren(...page.users.map(([user, connections]) => {
+    const name = el('td', user, 'link')
+    name.title = 'show its connections'
+    name.onclick = () => search(user, 'userId')
+    return row([name, el('td', number(connections), 'num')])
   }))
 }
 
@@ -328,6 +360,10 @@ $('#search-text').oninput = () => {
   typing = setTimeout(() => search($('#search-text').value.trim(), $('#search-field').value), 200)
 }
 $('#search-field').onchange = () => search($('#search-text').value.trim(), $('#search-field').value)
+$('#presence-prev').onclick = () => showPresence(state.presence.room, Math.max(0, state.presence.offset - 100))
+$('#presence-next').onclick = () => showPresence(state.presence.room, state.presence.offset + 100)
+$('#presence-close').onclick = () => showPresence(undefined, 0)
+
 $('#prev').onclick = () => {
   state.query = { ...state.query, offset: Math.max(0, state.query.offset - state.query.limit) }
   sendQuery()
