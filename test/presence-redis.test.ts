@@ -45,6 +45,8 @@ test('over Redis: each user joins and leaves once on every instance, devices on 
   b.wsManager.on('presence', e => seen.b.push(e))
   const bob = await connect(b, '/presence?user=bob')
   await next(bob, 'presence.state')
+  // bob's join goes to a over Redis: wait for it there (under load it can take a while)
+  await until(async () => (await a.wsManager.presence('lobby')).bob !== undefined, 5000, 'a to learn of bob')
   const alice = await connect(a, '/r?user=alice')
   const welcome = await next(alice, 'welcome')
   t.same(Object.keys((await next(alice, 'presence.state')).users).sort(), ['alice', 'bob'], 'a learned of bob from b')
