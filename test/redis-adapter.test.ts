@@ -154,14 +154,15 @@ test('a client still open on one instance resumes on another: the old socket the
 
 test('a publish that times out while Redis stays up is counted as dropped and reported as a gap at once', { skip }, async (t) => {
   const redis = await startRedis(t)
-  const adapter = new RedisAdapter({ url: redis.url, prefix: 'slow', redisOptions: { commandTimeout: 50 } })
+  const adapter = new RedisAdapter({ url: redis.url, prefix: 'slow', redisOptions: { commandTimeout: 250 } })
   const app = await buildApp(t, { adapter })
   const gaps: unknown[] = []
   app.wsManager.on('gap', info => gaps.push(info))
   const raw = new Redis(redis.url)
   t.teardown(() => raw.disconnect())
-  const sleeping = raw.call('DEBUG', 'SLEEP', '0.3')
-  await new Promise(resolve => setTimeout(resolve, 20))
+  // margins wide enough for a loaded machine: the sleep outlasts the timeout by far
+  const sleeping = raw.call('DEBUG', 'SLEEP', '0.8')
+  await new Promise(resolve => setTimeout(resolve, 50))
   await app.wsManager.broadcast('into a sleeping Redis')
   await until(() => gaps.length === 1, 2000)
   t.match(gaps, [{ downMs: 0, dropped: 1 }])

@@ -50,7 +50,9 @@ export class RedisAdapter extends ClusterAdapter {
     } else {
       const url = options.url ?? 'redis://127.0.0.1:6379'
       this.client = new Redis(url, own)
-      this.subscriber = new Redis(url, { ...options.redisOptions, lazyConnect: true, maxRetriesPerRequest: null })
+      // no commandTimeout on the subscriber: a SUBSCRIBE that timed out still completes, and
+      // must not fail a start that is merely slow
+      this.subscriber = new Redis(url, { ...options.redisOptions, commandTimeout: undefined, lazyConnect: true, maxRetriesPerRequest: null })
       this.#owned = [this.client, this.subscriber]
     }
     for (const redis of [this.client, this.subscriber]) {
@@ -65,17 +67,14 @@ export class RedisAdapter extends ClusterAdapter {
   protected async doStart (): Promise<void> {
     // queued on the subscriber until it is connected, however long that takes
     const subscribed = this.subscriber.subscribe(this.channel)
-    try {
-      for (const redis of [this.client, this.subscriber]) {
-        if (redis.status === 'wait') await redis.connect()
-      }
-      await subscribed
-      // a client you gave may still be connecting: its offline queue holds this until it is ready
-      await this.client.ping()
-    } catch (err) {
-      subscribed.catch(this.#onError)
-      throw err
+    // handled at once (it is awaited only after the connects): a rejection meanwhile is reported, not unhandled
+    subscribed.catch(this.#onError)
+    for (const redis of [this.client, this.subscriber]) {
+      if (redis.status === 'wait') await redis.connect()
     }
+    await subscribed
+    // a client you gave may still be connecting: its offline queue holds this until it is ready
+    await this.client.ping()
   }
 
   resumeStore (options: ResumeStoreOptions, log: FastifyBaseLogger): RedisResumeStore {
