@@ -33,6 +33,11 @@ async function app (t: Parameters<typeof buildApp>[0], options: WsStabilizerOpti
       const room = (request.query as { room?: string }).room
       if (room !== undefined) request.wsConnection!.join(room)
     })
+    // a room with presence on, for its column and panel
+    app.get('/standup', {
+      websocket: true,
+      config: { ws: { presence: true, identify: (request) => ({ userId: (request.query as { user: string }).user }) } }
+    }, (_socket, request) => { request.wsConnection!.join('standup') })
   })
 }
 
@@ -98,7 +103,7 @@ test('the dashboard in Chromium: figures as getStats(), the plot moves, search a
   t.ok(Number(await page.getAttribute('#plot', 'data-points')) > 3, 'points accumulate')
   t.ok(await value(page, '#stat-in') > 0 || await value(page, '#stat-out') >= 0)
   await until(async () => (await page.textContent('#stat-rtt')) !== '–', 5000, 'round trips shown')
-  await page.screenshot({ path: join(SCREENSHOTS, 'dashboard.png') })
+  await page.screenshot({ path: join(SCREENSHOTS, 'dashboard-plot.png') })
 
   // search: one connection among 3200
   await page.fill('#search-text', 'c2345')
@@ -124,8 +129,21 @@ test('the dashboard in Chromium: figures as getStats(), the plot moves, search a
   await page.fill('#act-message', 'maintenance at noon')
   await page.click('#act-send')
   t.equal(await clients[1].next(), 'maintenance at noon', 'c1 is in support')
+
+  // presence: a room whose route has it on shows its users; the panel lists them (the README's screenshot)
+  const standup = await Promise.all(Array.from({ length: 24 }, async (_, i) => await connect(target, `/standup?user=${['ana', 'ben', 'chen', 'dana', 'eli', 'fay', 'gus', 'hana'][i % 8]}`)))
+  const present = Object.keys(await target.wsManager.presence('standup')).length
+  t.equal(present, 8, 'eight users, three connections each')
+  await page.fill('#search-text', '')
+  await page.waitForSelector('#room-table tr[data-room="standup"] td.link.num')
+  await until(async () => (await page.textContent('#room-table tr[data-room="standup"] td.link.num')) === '8', 5000, 'the room shows its 8 present users')
+  await page.click('#room-table tr[data-room="standup"] td.link.num')
+  await until(async () => await value(page, '#presence-total') === present, 5000, 'the panel shows who is present')
+  t.equal(await page.locator('#presence-table tbody tr').count(), 8)
+  t.equal(await page.textContent('#presence-room'), 'standup')
+  await page.screenshot({ path: join(SCREENSHOTS, 'dashboard.png') })
   t.same(errors, [], 'no error and no CSP violation on the page')
-  await Promise.all([...clients, ...more].map(async c => await c.close()))
+  await Promise.all([...clients, ...more, ...standup].map(async c => await c.close()))
 })
 
 test('in Chromium: 403 without the right, 401 unauthenticated; readOnly hides the actions', { skip }, async (t) => {
