@@ -18,7 +18,7 @@ import { Child as BenchChild } from './child.ts'
  * For one figure at a time: `--only=ws,plugin` (contenders), `--part=idle` or `--part=fanout`
  * (single-process parts), `--idle=10000` (idle connections), `--runs=N`. `--part=upstream`:
  * what numbering the client's messages costs (upstream.ts), alone. `plugin+flush` is the plugin
- * with `flush: { delay: 1 }` (write coalescing), in the fan-out part only.
+ * with `flush: { delay: 1 }` (write coalescing; `FLUSH_DELAY=ms` for another), in the fan-out part only.
  */
 
 const quick = process.argv.includes('--quick')

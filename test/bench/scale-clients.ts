@@ -51,7 +51,8 @@ export interface RestartState {
   longestAway: number
   attempts: number
 }
-export interface Report { missed: number, duplicated: number, clientsMissing: number, clientsDuplicated: number }
+/** `missed`: holes in the sequence, for good (never replayed); `behind`: what the clients still lack of the last broadcast, now. */
+export interface Report { missed: number, behind: number, duplicated: number, clientsMissing: number, clientsDuplicated: number }
 
 const RECONNECT_CODES = new Set([1001, 1006, 1011, 1012])
 const OPEN_TIMEOUT = 20_000
@@ -322,13 +323,14 @@ async function connect (command: Extract<ScaleClientCommand, { cmd: 'connect' }>
 }
 
 function report (finalSeq: number): Report {
-  const out: Report = { missed: 0, duplicated: 0, clientsMissing: 0, clientsDuplicated: 0 }
+  const out: Report = { missed: 0, behind: 0, duplicated: 0, clientsMissing: 0, clientsDuplicated: 0 }
   for (const c of clients) {
-    // what never came at all, at the end
-    const missed = c.missed + (c.lastSeq >= 0 ? finalSeq - c.lastSeq : finalSeq + 1)
-    out.missed += missed
+    // what has not come yet: counted as it is now, not added up over the restarts
+    const behind = Math.max(0, c.lastSeq >= 0 ? finalSeq - c.lastSeq : finalSeq + 1)
+    out.missed += c.missed
+    out.behind += behind
     out.duplicated += c.duplicated
-    if (missed > 0) out.clientsMissing++
+    if (c.missed + behind > 0) out.clientsMissing++
     if (c.duplicated > 0) out.clientsDuplicated++
   }
   return out

@@ -308,6 +308,8 @@ interface RestartFigures {
   lastClosedMs: number
   longestAwayMs: number
   missed: number
+  /** Messages the clients still lacked when the next broadcast should have reached them all (not yet back, or behind). */
+  behind: number
   duplicated: number
   peakSurvivorCpu: number
   peakRedisCpu: number
@@ -335,7 +337,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
       servers[(restarting + 1) % P].send({ cmd: 'broadcast', seq })
     }, 1000)
     await sleep(3000)
-    let before: Report = { missed: 0, duplicated: 0, clientsMissing: 0, clientsDuplicated: 0 }
+    let before: Report = { missed: 0, behind: 0, duplicated: 0, clientsMissing: 0, clientsDuplicated: 0 }
     for (let i = 0; i < P; i++) {
       await Promise.all(clients.map(c => c.ask({ cmd: 'mark' })))
       // the new process first, everything but the port: it takes the port when the old one lets it go
@@ -384,7 +386,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
       const target = seq + 1
       await untilSeen(clients, target, s.total, Math.max(10_000, N / 10))
       const reports = await Promise.all(clients.map(c => c.ask<Report>({ cmd: 'report', finalSeq: target })))
-      const after = reports.reduce((a, r) => ({ missed: a.missed + r.missed, duplicated: a.duplicated + r.duplicated, clientsMissing: a.clientsMissing + r.clientsMissing, clientsDuplicated: a.clientsDuplicated + r.clientsDuplicated }))
+      const after = reports.reduce((a, r) => ({ missed: a.missed + r.missed, behind: a.behind + r.behind, duplicated: a.duplicated + r.duplicated, clientsMissing: a.clientsMissing + r.clientsMissing, clientsDuplicated: a.clientsDuplicated + r.clientsDuplicated }))
       const f: RestartFigures = {
         instance: i,
         moved: s.moved,
@@ -401,13 +403,14 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
         lastClosedMs: s.lastAwayAt - at,
         longestAwayMs: s.longestAway,
         missed: after.missed - before.missed,
+        behind: after.behind,
         duplicated: after.duplicated - before.duplicated,
         peakSurvivorCpu: peak * 100,
         peakRedisCpu: redisPeak * 100
       }
       before = after
       figures.push(f)
-      log(`rolling: instance ${i}: ${f.moved} moved (close codes ${describe(f.codes)}), ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s (last one closed at ${(f.lastClosedMs / 1000).toFixed(2)} s, longest away ${(f.longestAwayMs / 1000).toFixed(2)} s), drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %`)
+      log(`rolling: instance ${i}: ${f.moved} moved (close codes ${describe(f.codes)}), ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s (last one closed at ${(f.lastClosedMs / 1000).toFixed(2)} s, longest away ${(f.longestAwayMs / 1000).toFixed(2)} s), drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, behind ${f.behind}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %`)
       await sleep(3000)
     }
   } finally {
@@ -440,12 +443,12 @@ let json: unknown
 try {
   if (rolling) {
     const figures = await rollingRun(redis)
-    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} (${describe(f.codes)}) | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.lastClosedMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} |`)
+    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} (${describe(f.codes)}) | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.lastClosedMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.behind} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} |`)
     output = [
       `## Rolling restart${surge ? ' with a surge instance (new port, clients sent there)' : ' on the same ports'}: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second, replay log ${replay === undefined ? 'of the defaults (1000 messages, 1 MiB)' : `of ${fmt(replay.messages)} messages, ${fmt(replay.bytes / 1048576, 1)} MiB`} per instance`,
       '',
-      '| restart | clients moved (close codes) | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | last closed (ms) | all back (ms) | longest away (ms) | missed | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) |',
-      '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| restart | clients moved (close codes) | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | last closed (ms) | all back (ms) | longest away (ms) | missed | behind | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) |',
+      '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows,
       '',
       machine(),

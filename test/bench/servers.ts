@@ -195,9 +195,9 @@ export async function pluginMemory (options: ContenderOptions): Promise<Contende
   return await stabilizer(options, false)
 }
 
-/** This plugin with write coalescing of 1 ms (`flush.delay`). */
+/** This plugin with write coalescing (`flush.delay`): 1 ms, or `FLUSH_DELAY=ms`. */
 export async function pluginFlush (options: ContenderOptions): Promise<Contender> {
-  return await stabilizer(options, false, 1)
+  return await stabilizer(options, false, Number(process.env.FLUSH_DELAY ?? 1))
 }
 
 /** This plugin with its RedisAdapter. */
