@@ -87,7 +87,6 @@ export class RedisAdapter extends ClusterAdapter {
       redis.on('close', this.#onClose)
       // a Cluster stays `ready` while one of its nodes is lost: that node's slots are an outage until they are served again
       redis.on('node error', this.#onNodeLost)
-      redis.on('-node', this.#onNodeLost)
       redis.on('refresh', this.#onReady)
       redis.on('subscribersReady', this.#onReady)
     }
@@ -106,6 +105,9 @@ export class RedisAdapter extends ClusterAdapter {
     await subscribed
     // a client you gave may still be connecting: its offline queue holds this until it is ready
     await this.client.ping()
+    // a Cluster connects to each master on its first command there: all of them now, so
+    // that the first writes of the presence are not the slow ones
+    if (isCluster(this.client)) await Promise.all(this.client.nodes('master').map(async node => await node.ping()))
   }
 
   /** SUBSCRIBE to the one channel, or SSUBSCRIBE to each shard's (one slot each: one command each). */
@@ -155,7 +157,7 @@ export class RedisAdapter extends ClusterAdapter {
     for (const redis of [this.client, this.subscriber]) {
       if (this.#owned.includes(redis)) continue
       redis.off('error', this.#onError).off('ready', this.#onReady).off('close', this.#onClose)
-        .off('node error', this.#onNodeLost).off('-node', this.#onNodeLost).off('refresh', this.#onReady).off('subscribersReady', this.#onReady)
+        .off('node error', this.#onNodeLost).off('refresh', this.#onReady).off('subscribersReady', this.#onReady)
     }
     this.subscriber.off(this.pubsub === 'sharded' ? 'smessageBuffer' : 'messageBuffer', this.#onMessage)
   }
