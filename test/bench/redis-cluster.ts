@@ -28,8 +28,13 @@ async function cpu (nodes: Redis[]): Promise<number> {
   return total
 }
 
+/** Waits until `done`, or fails after 30 s (a message lost would otherwise keep it waiting). */
 async function waitFor (done: () => boolean, next: () => Promise<unknown>): Promise<void> {
-  while (!done()) await next()
+  const deadline = Date.now() + 30_000
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('bench:redis-cluster: messages lost, the receiver is stuck')
+    await next()
+  }
 }
 
 const tick = async (): Promise<unknown> => await new Promise(resolve => setImmediate(resolve))
