@@ -530,7 +530,7 @@ test('Redis presence: instances() tells the other instances, their connections a
   // its liveness key gone, as when it dies: its presence is kept for resumes
   const raw = new Redis(redis.url)
   t.teardown(() => raw.quit())
-  await raw.del(`dash-instances:instance:${two.wsManager.instanceId}`)
+  await raw.del(`dash-instances:instance:{${two.wsManager.instanceId}}`)
   t.match(await presence.instances(), [{ id: two.wsManager.instanceId, alive: false, connections: 2, lastHeartbeat: undefined }])
   await Promise.all(clients.map(async c => await c.close()))
 })

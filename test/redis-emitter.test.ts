@@ -108,7 +108,7 @@ test('a client that was away gets what the emitter sent meanwhile, once, on anot
   t.teardown(() => redisClient.disconnect())
   /** The copies of the logs are written at the end of a turn: wait until the one a resume reads holds `n` entries. */
   const copied = async (app: FastifyInstance, n: number): Promise<void> => {
-    await until(async () => await redisClient.xlen(`away:log:${app.wsManager.instanceId}`) >= n, 3000, 'the log copy')
+    await until(async () => await redisClient.xlen(`away:log:{${app.wsManager.instanceId}}`) >= n, 3000, 'the log copy')
   }
 
   const client = await connect(a, '/ws?user=ann&room=news')
@@ -173,7 +173,13 @@ test('options are checked like the adapter\'s, calls like the manager\'s', { ski
   const cases: Array<[unknown, RegExp]> = [
     [null, /Expected `options` to be an object, got `null`/],
     [{ urll: 'redis://x' }, /Unknown option `urll`/],
-    [{ prefix: '' }, /Expected `prefix` to be a non-empty string, got `""`/],
+    [{ prefix: '' }, /Expected `prefix` to be a non-empty string without braces \(they would make a hash tag of it\), got `""`/],
+    [{ prefix: 'a{b}' }, /Expected `prefix` to be a non-empty string without braces/],
+    [{ client: new Redis({ lazyConnect: true }), nodes: [{ port: 1 }] }, /Expected either `nodes` \(with `clusterOptions`\) or `client`, got both/],
+    [{ nodes: [{ port: 1 }], redisOptions: {} }, /got both: the nodes' options go in `clusterOptions.redisOptions`/],
+    [{ clusterOptions: {} }, /Expected `clusterOptions` only with `nodes`, got it without/],
+    [{ pubsub: 'fast' }, /Expected `pubsub` to be `classic` or `sharded`, got `"fast"`/],
+    [{ shards: 0 }, /Expected `shards` to be an integer from 1 to 1024, got `0`/],
     [{ url: 1 }, /Expected `url` to be a Redis URL/],
     [{ client: {} }, /Expected `client` to be an ioredis client, got `\{\}`/],
     [{ client: new Redis({ lazyConnect: true }), url: redis.url }, /Expected either `client` or `url`/],

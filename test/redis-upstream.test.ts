@@ -116,7 +116,7 @@ test(`two instances behind a proxy that alternates and cuts: each message once, 
     if (cutting || c.state !== 'open' || rng.float() >= 0.3) return
     cutting = true
     tcp.cut()
-    const saved = async (): Promise<boolean> => a.wsManager.getConnectionCount() + b.wsManager.getConnectionCount() === 0 && await redisClient.exists(`up:session:${c.clientId!}`) === 1
+    const saved = async (): Promise<boolean> => a.wsManager.getConnectionCount() + b.wsManager.getConnectionCount() === 0 && await redisClient.exists(`up:session:{${c.clientId!}}`) === 1
     until(saved, 5000, 'the session saved').then(() => {
       tcp.release()
       cutting = false

@@ -69,13 +69,13 @@ test('a client that hops between instances over half-open sockets: the late save
   const w1 = await second.json<Welcome>()
   t.match(w1, { clientId: id, resumed: true })
   y.wsManager.join(id, 'second')
-  t.same(JSON.parse((await raw.get(`stale:session:${id}`))!), { fence: true, generation: 1 }, 'the session taken from x\'s presence left a fence')
+  t.same(JSON.parse((await raw.get(`stale:session:{${id}}`))!), { fence: true, generation: 1 }, 'the session taken from x\'s presence left a fence')
 
   // only now does x's socket end, for another reason than a replacement: x saves what it had
   first.ws.terminate()
   await until(() => x.wsManager.getConnectionCount() === 0)
   await until(() => debug.some(l => l.msg === 'session not saved: the client resumed elsewhere since' && l.clientId === id), 2000, 'the refusal logged')
-  t.same(JSON.parse((await raw.get(`stale:session:${id}`))!), { fence: true, generation: 1 }, 'x\'s older session was not saved')
+  t.same(JSON.parse((await raw.get(`stale:session:{${id}}`))!), { fence: true, generation: 1 }, 'x\'s older session was not saved')
 
   // the client's socket to y is half-open now too; it comes back to x
   await new Promise(resolve => setTimeout(resolve, 30))
@@ -83,13 +83,13 @@ test('a client that hops between instances over half-open sockets: the late save
   t.match(await third.json<Welcome>(), { clientId: id, resumed: true })
   t.same([...x.wsManager.getConnection(id)!.rooms].sort(), ['first', 'second'], 'the session y had, not the one x had')
   t.match(await second.closed, { code: 4001 }, 'y\'s socket was replaced')
-  t.same(JSON.parse((await raw.get(`stale:session:${id}`))!), { fence: true, generation: 2 })
-  t.ok(await raw.pttl(`stale:session:${id}`) > 0, 'the fence expires')
+  t.same(JSON.parse((await raw.get(`stale:session:{${id}}`))!), { fence: true, generation: 2 })
+  t.ok(await raw.pttl(`stale:session:{${id}}`) > 0, 'the fence expires')
 
   // the newest connection's own save is kept
   await third.close()
-  await until(async () => JSON.parse((await raw.get(`stale:session:${id}`)) ?? '{}').generation === 2 && (await raw.get(`stale:session:${id}`))!.includes('"rooms"'))
-  t.ok(await raw.pttl(`stale:session:${id}`) > 0, 'the session expires')
+  await until(async () => JSON.parse((await raw.get(`stale:session:{${id}}`)) ?? '{}').generation === 2 && (await raw.get(`stale:session:{${id}}`))!.includes('"rooms"'))
+  t.ok(await raw.pttl(`stale:session:{${id}}`) > 0, 'the session expires')
 })
 
 test('of two instances whose presence holds the client (one has not noticed it left), a resume takes the newest generation', { skip }, async (t) => {

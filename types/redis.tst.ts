@@ -1,6 +1,6 @@
 import { expect, test } from 'tstyche'
-import { Redis } from 'ioredis'
-import { RedisEmitter, type RedisEmitterOptions } from '../lib/adapters/redis.ts'
+import { Cluster, Redis } from 'ioredis'
+import { RedisAdapter, RedisEmitter, type RedisAdapterOptions, type RedisEmitterOptions } from '../lib/adapters/redis.ts'
 import { EmitFailedError } from '../plugin.ts'
 
 const emitter = new RedisEmitter({ url: 'redis://x', prefix: 'app' })
@@ -13,7 +13,17 @@ test('the emitter is made from a URL or your client', () => {
   expect(RedisEmitter).type.not.toBeConstructableWith({ client: {} })
   expect(RedisEmitter).type.not.toBeConstructableWith({ maxQueue: 10 })
   expect<RedisEmitterOptions>().type.toBeAssignableFrom({ url: 'redis://x', prefix: 'p' })
-  expect(emitter.client).type.toBe<Redis>()
+  expect(emitter.client).type.toBe<Redis | Cluster>()
+})
+
+test('a Redis Cluster: your Cluster, or nodes, with classic or sharded pub/sub', () => {
+  expect(new RedisEmitter({ client: new Cluster([{ port: 7000 }], { lazyConnect: true }), pubsub: 'sharded', shards: 8 })).type.toBe<RedisEmitter>()
+  expect(RedisEmitter).type.toBeConstructableWith({ nodes: [{ host: 'h', port: 7000 }], clusterOptions: { redisOptions: { tls: {} } } })
+  expect(RedisEmitter).type.not.toBeConstructableWith({ pubsub: 'fast' })
+  expect(new RedisAdapter({ client: new Cluster([{ port: 7000 }], { lazyConnect: true }) })).type.toBe<RedisAdapter>()
+  expect(RedisAdapter).type.toBeConstructableWith({ nodes: [{ host: 'h', port: 7000 }], pubsub: 'sharded', shards: 16 })
+  expect(RedisAdapter).type.not.toBeConstructableWith({ nodes: [{ host: 'h', port: 7000 }], pubsub: 'fast' })
+  expect<RedisAdapterOptions['pubsub']>().type.toBe<'classic' | 'sharded' | undefined>()
 })
 
 test('its calls take the manager\'s messages and options, and resolve to how many instances Redis handed them to', () => {

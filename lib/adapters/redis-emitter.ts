@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import type { ClusterMessage } from './adapter.ts'
 import { encodeClusterMessage } from './cluster-codec.ts'
-import { checkRedisEmitterOptions, DEFAULT_PREFIX, messageChannel, type RedisEmitterOptions } from './redis-options.ts'
+import { checkRedisEmitterOptions, DEFAULT_PREFIX, DEFAULT_SHARDS, type RedisEmitterOptions } from './redis-options.ts'
+import { messageChannel, shardChannels, type RedisClient } from './redis-keys.ts'
 import { encode, type OutboundMessage } from '../outbound/encode.ts'
 import { EmitFailedError, WebSocketStabilizerError } from '../errors.ts'
 import type { BroadcastOptions, SendOptions } from '../manager.ts'
@@ -19,6 +20,9 @@ import type { BroadcastOptions, SendOptions } from '../manager.ts'
  * stream of its own that no instance's log is named after, the same on every instance.
  * Volatile messages have none and are logged nowhere.
  *
+ * With `pubsub: 'sharded'` (the adapter's, with its `shards`) it publishes with SPUBLISH on
+ * one shard's channel, chosen at random once, so that its messages keep their order.
+ *
  * Nothing is acknowledged (Redis pub/sub says how many subscribers took a message, not
  * which sockets got it): a call resolves once Redis took the message, to the number of
  * instances listening on the channel, and rejects with EmitFailedError when Redis did not.
@@ -28,8 +32,10 @@ const MAX_REASON_BYTES = 123
 
 export class RedisEmitter {
   readonly prefix: string
+  readonly pubsub: 'classic' | 'sharded'
+  /** The channel it publishes on. */
   readonly channel: string
-  readonly client: Redis
+  readonly client: RedisClient
   /** Its messages' origin, and the stream their replay ids name. */
   readonly id = randomUUID()
   #owned: boolean
@@ -46,9 +52,13 @@ export class RedisEmitter {
   constructor (input: RedisEmitterOptions = {}) {
     const options = checkRedisEmitterOptions(input)
     this.prefix = options.prefix ?? DEFAULT_PREFIX
-    this.channel = messageChannel(this.prefix)
+    this.pubsub = options.pubsub ?? 'classic'
+    const channels = this.pubsub === 'sharded' ? shardChannels(this.prefix, options.shards ?? DEFAULT_SHARDS) : [messageChannel(this.prefix)]
+    this.channel = channels[Math.floor(Math.random() * channels.length)]
     this.#owned = options.client === undefined
-    this.client = options.client ?? new Redis(options.url ?? 'redis://127.0.0.1:6379', options.redisOptions ?? {})
+    this.client = options.client ?? (options.nodes !== undefined
+      ? new Cluster(options.nodes, options.clusterOptions)
+      : new Redis(options.url ?? 'redis://127.0.0.1:6379', options.redisOptions ?? {}))
     // its own client's errors reach the callers as rejections; without a listener ioredis would print them
     if (this.#owned) this.client.on('error', this.#onError)
   }
@@ -118,7 +128,8 @@ export class RedisEmitter {
   async #publish (what: string, message: ClusterMessage): Promise<number> {
     if (this.#closed) throw new EmitFailedError(what, 'the emitter is closed')
     try {
-      return await this.client.publish(this.channel, encodeClusterMessage(this.id, message))
+      const data = encodeClusterMessage(this.id, message)
+      return await (this.pubsub === 'sharded' ? this.client.spublish(this.channel, data) : this.client.publish(this.channel, data)) as number
     } catch (err) {
       throw new EmitFailedError(what, String(err), { cause: err })
     }

@@ -1,18 +1,19 @@
-import type { Redis } from 'ioredis'
+import { perKey, type RedisClient, type RedisKeys } from './redis-keys.ts'
 import type { FastifyBaseLogger } from 'fastify'
 import type { InstanceInfo, PresenceEntry, PresenceHost, PresenceManager } from './adapter.ts'
 import type { Session } from '../resume/sessions.ts'
 
 /*
- * Which connections live on which instance, in Redis:
- * - `<prefix>:instance:<id>`: the instance is alive; expires `ttl` ms after its last heartbeat;
+ * Which connections live on which instance, in Redis (names in redis-keys.ts: an instance's
+ * keys share the hash tag `{<id>}`, the set of instances stands alone):
+ * - `<prefix>:instance:{<id>}`: the instance is alive; expires `ttl` ms after its last heartbeat;
  * - `<prefix>:instances`: the set of instance ids (the dead are pruned by whoever notices),
  *   expiring as the presence does, `ttl + retention` after the last heartbeat of any instance;
- * - `<prefix>:presence:<id>`: hash clientId → `{"u":userId,"r":[rooms]}` (plus metadata and
+ * - `<prefix>:presence:{<id>}`: hash clientId → `{"u":userId,"r":[rooms]}` (plus metadata and
  *   connection time for resumable connections, their generation once resumed, and the count of a numbered client's frames,
  *   written again with each heartbeat when it changed), kept `retention` ms longer than the
  *   instance's own key, so that the clients of an instance that died can resume elsewhere;
- * - `<prefix>:users:<id>`: hash userId → the user's connection count on the instance, expiring with it.
+ * - `<prefix>:users:{<id>}`: hash userId → the user's connection count on the instance, expiring with it.
  * An instance that dies without a shutdown drops out when its keys expire; a graceful
  * close removes them at once. Writes never wait; after an outage (or a Redis that came
  * back empty) the instance writes its whole presence again.
@@ -30,8 +31,8 @@ end
 return 1`
 
 export class RedisPresence implements PresenceManager {
-  #redis: Redis
-  #prefix: string
+  #redis: RedisClient
+  #keys: RedisKeys
   #ttl: number
   /** How long the presence of a dead instance is kept for resumes (`reconnect.maxDisconnect`), known from the start on. */
   #retention = 0
@@ -40,9 +41,9 @@ export class RedisPresence implements PresenceManager {
   #timer: NodeJS.Timeout | undefined = undefined
   failedWrites = 0
 
-  constructor (redis: Redis, prefix: string, ttl: number) {
+  constructor (redis: RedisClient, keys: RedisKeys, ttl: number) {
     this.#redis = redis
-    this.#prefix = prefix
+    this.#keys = keys
     this.#ttl = ttl
   }
 
@@ -67,40 +68,42 @@ export class RedisPresence implements PresenceManager {
   /** Writes everything again: at start, and after Redis was away (it may have lost it all). */
   #rewrite = (): void => {
     const host = this.#host!
-    const presence = this.#key('presence', this.#id)
-    const users = this.#key('users', this.#id)
+    const presence = this.#keys.presence(this.#id)
+    const users = this.#keys.users(this.#id)
     const multi = this.#redis.multi().del(presence, users)
     for (const conn of host.connections()) {
       multi.hset(presence, conn.id, encodeEntry(conn))
       if (conn.userId !== undefined) multi.hincrby(users, conn.userId, 1)
     }
     multi.pexpire(presence, this.#ttl + this.#retention).pexpire(users, this.#ttl)
-    multi.set(this.#key('instance', this.#id), '1', 'PX', this.#ttl).sadd(this.#instancesKey, this.#id).pexpire(this.#instancesKey, this.#ttl + this.#retention)
+    multi.set(this.#keys.instance(this.#id), '1', 'PX', this.#ttl)
     multi.exec().catch(this.#onFailure)
+    // the set is in a slot of its own: a MULTI of its own
+    this.#redis.multi().sadd(this.#keys.instances, this.#id).pexpire(this.#keys.instances, this.#ttl + this.#retention).exec().catch(this.#onFailure)
   }
 
   #beat (): void {
     const multi = this.#redis.multi()
-    const presence = this.#key('presence', this.#id)
+    const presence = this.#keys.presence(this.#id)
     // protocol 2: the counts of numbered clients that changed, so that a crash loses little of them
     for (const conn of this.#host!.connections()) {
       const upstream = conn.session?.upstream
       if (upstream !== undefined && upstream.received !== upstream.recorded) multi.hset(presence, conn.id, encodeEntry(conn))
     }
     multi
-      .set(this.#key('instance', this.#id), '1', 'PX', this.#ttl)
-      .pexpire(this.#key('presence', this.#id), this.#ttl + this.#retention)
-      .pexpire(this.#key('users', this.#id), this.#ttl)
-      .pexpire(this.#instancesKey, this.#ttl + this.#retention)
+      .set(this.#keys.instance(this.#id), '1', 'PX', this.#ttl)
+      .pexpire(presence, this.#ttl + this.#retention)
+      .pexpire(this.#keys.users(this.#id), this.#ttl)
       .exec().catch(this.#onFailure)
+    this.#redis.pexpire(this.#keys.instances, this.#ttl + this.#retention).catch(this.#onFailure)
   }
 
   /** Writes the entry, and its key's expiry: the instance may die before its next heartbeat. */
   connected (conn: PresenceEntry): void {
-    const presence = this.#key('presence', this.#id)
+    const presence = this.#keys.presence(this.#id)
     const multi = this.#redis.multi().hset(presence, conn.id, encodeEntry(conn)).pexpire(presence, this.#ttl + this.#retention)
     if (conn.userId !== undefined) {
-      const users = this.#key('users', this.#id)
+      const users = this.#keys.users(this.#id)
       multi.hincrby(users, conn.userId, 1).pexpire(users, this.#ttl)
     }
     multi.exec().catch(this.#onFailure)
@@ -108,35 +111,33 @@ export class RedisPresence implements PresenceManager {
 
   roomsChanged (conn: PresenceEntry): void {
     // with the expiry: the hash may be gone (a Redis that came back empty) and is made again here
-    const presence = this.#key('presence', this.#id)
+    const presence = this.#keys.presence(this.#id)
     this.#redis.multi().hset(presence, conn.id, encodeEntry(conn)).pexpire(presence, this.#ttl + this.#retention).exec().catch(this.#onFailure)
   }
 
   disconnected (conn: PresenceEntry): void {
-    this.#redis.hdel(this.#key('presence', this.#id), conn.id).catch(this.#onFailure)
+    this.#redis.hdel(this.#keys.presence(this.#id), conn.id).catch(this.#onFailure)
     const userId = conn.userId
     if (userId === undefined) return
     // only this instance writes its users' counts: the last connection of a user removes the field
-    this.#redis.eval(DECREMENT, 1, this.#key('users', this.#id), userId, this.#ttl).catch(this.#onFailure)
+    this.#redis.eval(DECREMENT, 1, this.#keys.users(this.#id), userId, this.#ttl).catch(this.#onFailure)
   }
 
   /**
    * The other instances, live or dead; the set is pruned of those whose presence is gone too.
    */
   async #instances (): Promise<Array<{ id: string, alive: boolean }>> {
-    const ids = (await this.#redis.smembers(this.#instancesKey)).filter(id => id !== this.#id)
+    const ids = (await this.#redis.smembers(this.#keys.instances)).filter(id => id !== this.#id)
     if (ids.length === 0) return []
-    const pipeline = this.#redis.pipeline()
-    for (const id of ids) pipeline.exists(this.#key('instance', id)).exists(this.#key('presence', id))
-    const answers = await pipeline.exec()
+    const answers = await perKey(this.#redis, ids.flatMap(id => [['exists', this.#keys.instance(id)], ['exists', this.#keys.presence(id)]]))
     const found: Array<{ id: string, alive: boolean }> = []
     const gone: string[] = []
     ids.forEach((id, i) => {
-      const alive = answers![2 * i][1] === 1
-      if (alive || answers![2 * i + 1][1] === 1) found.push({ id, alive })
+      const alive = answers[2 * i] === 1
+      if (alive || answers[2 * i + 1] === 1) found.push({ id, alive })
       else gone.push(id)
     })
-    if (gone.length > 0) this.#redis.srem(this.#instancesKey, ...gone).catch(this.#onFailure)
+    if (gone.length > 0) this.#redis.srem(this.#keys.instances, ...gone).catch(this.#onFailure)
     return found
   }
 
@@ -152,12 +153,10 @@ export class RedisPresence implements PresenceManager {
    */
   async takeOrphan (clientId: string): Promise<Session | undefined> {
     const instances = await this.#instances()
-    const pipeline = this.#redis.pipeline()
-    for (const { id } of instances) pipeline.hget(this.#key('presence', id), clientId)
-    const answers = await pipeline.exec()
+    const answers = await perKey(this.#redis, instances.map(({ id }) => ['hget', this.#keys.presence(id), clientId]))
     let newest: { entry: Encoded, generation: number, id: string, alive: boolean } | undefined
     for (let i = 0; i < instances.length; i++) {
-      const raw = answers![i][1] as string | null
+      const raw = answers[i] as string | null
       if (raw === null) continue
       const entry = JSON.parse(raw) as Encoded
       const generation = entry.g ?? 0
@@ -167,7 +166,7 @@ export class RedisPresence implements PresenceManager {
     const { entry, id, alive } = newest
     if (entry.m === undefined) return undefined
     // a dead instance's entry is taken out; the token it is resumed with is good once anyway
-    if (!alive) await this.#redis.hdel(this.#key('presence', id), clientId)
+    if (!alive) await this.#redis.hdel(this.#keys.presence(id), clientId)
     const session: Session = { clientId, userId: entry.u, metadata: entry.m, rooms: entry.r, stream: id, connectedAt: entry.c!, expiresAt: Date.now() + this.#retention }
     if (entry.g !== undefined) session.generation = entry.g
     // a count written with the presence may be behind what the instance had processed
@@ -182,7 +181,7 @@ export class RedisPresence implements PresenceManager {
   async remoteConnections (): Promise<PresenceEntry[]> {
     const entries: PresenceEntry[] = []
     for (const id of await this.#others()) {
-      const hash = await this.#redis.hgetall(this.#key('presence', id))
+      const hash = await this.#redis.hgetall(this.#keys.presence(id))
       for (const [clientId, raw] of Object.entries(hash)) entries.push(decodeEntry(clientId, raw))
     }
     return entries
@@ -195,23 +194,19 @@ export class RedisPresence implements PresenceManager {
   async instances (): Promise<InstanceInfo[]> {
     const instances = await this.#instances()
     if (instances.length === 0) return []
-    const pipeline = this.#redis.pipeline()
-    for (const { id } of instances) pipeline.pttl(this.#key('instance', id)).hlen(this.#key('presence', id))
-    const answers = (await pipeline.exec())!
+    const answers = await perKey(this.#redis, instances.flatMap(({ id }) => [['pttl', this.#keys.instance(id)], ['hlen', this.#keys.presence(id)]]))
     const now = Date.now()
     return instances.map(({ id, alive }, i) => {
-      const left = answers[2 * i][1] as number
-      return { id, alive, connections: answers[2 * i + 1][1] as number, lastHeartbeat: alive ? now - (this.#ttl - left) : undefined }
+      const left = answers[2 * i] as number
+      return { id, alive, connections: answers[2 * i + 1] as number, lastHeartbeat: alive ? now - (this.#ttl - left) : undefined }
     })
   }
 
   async remoteUserConnections (userId: string): Promise<number> {
     const others = await this.#others()
     if (others.length === 0) return 0
-    const pipeline = this.#redis.pipeline()
-    for (const id of others) pipeline.hget(this.#key('users', id), userId)
     let total = 0
-    for (const [, count] of (await pipeline.exec())!) total += Number(count ?? 0)
+    for (const count of await perKey(this.#redis, others.map(id => ['hget', this.#keys.users(id), userId]))) total += Number(count ?? 0)
     return total
   }
 
@@ -225,18 +220,10 @@ export class RedisPresence implements PresenceManager {
     clearInterval(this.#timer)
     this.#redis.off('ready', this.#rewrite)
     if (this.#redis.status !== 'ready') return
-    await this.#redis.multi()
-      .del(this.#key('presence', this.#id), this.#key('instance', this.#id), this.#key('users', this.#id))
-      .srem(this.#instancesKey, this.#id)
-      .exec().catch(this.#onFailure)
-  }
-
-  get #instancesKey (): string {
-    return `${this.#prefix}:instances`
-  }
-
-  #key (kind: string, name: string): string {
-    return `${this.#prefix}:${kind}:${name}`
+    await Promise.all([
+      this.#redis.del(this.#keys.presence(this.#id), this.#keys.instance(this.#id), this.#keys.users(this.#id)),
+      this.#redis.srem(this.#keys.instances, this.#id)
+    ]).catch(this.#onFailure)
   }
 
   #onFailure = (err: unknown): void => {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient, RedisKeys } from './redis-keys.ts'
 import type { FastifyBaseLogger } from 'fastify'
 import type { LogEntry, Target } from '../resume/replay-log.ts'
 import type { Session } from '../resume/sessions.ts'
@@ -7,18 +7,19 @@ import type { RedisPresence } from './redis-presence.ts'
 import { AdapterUnavailableError } from '../errors.ts'
 
 /*
- * The resume state in Redis, shared by every instance:
- * - `<prefix>:nonce:<nonce>`: a used token nonce, `SET NX` with the token's expiry;
- * - `<prefix>:pair:<nonce>`: a nonce given back (a resume never heard from) and its partner,
+ * The resume state in Redis, shared by every instance (names in redis-keys.ts; each script
+ * touches the keys of one hash tag, given in KEYS):
+ * - `<prefix>:nonce:{<nonce>}`: a used token nonce, `SET NX` with the token's expiry;
+ * - `<prefix>:pair:{<nonce>}`: a nonce given back (a resume never heard from) and its partner,
  *   `<partner>|<its expiry>`, both ways, each expiring with the token it names: claiming
- *   either claims the other;
- * - `<prefix>:session:<clientId>`: a session that went away, JSON, expiring with it; a resume
+ *   either claims the other (in two steps, one per nonce's slot: see `claim`);
+ * - `<prefix>:session:{<clientId>}`: a session that went away, JSON, expiring with it; a resume
  *   takes it and leaves a fence in its place, `{"fence":true,"generation":N}` expiring
  *   `retention` ms later, so that a save of an older generation (an instance that noticed a
  *   half-open socket late) is refused; a session that is not there may be that of a connection
  *   whose instance died, or that is still open on another instance: the presence has those
  *   (a session taken from there gets its fence too);
- * - `<prefix>:log:<instance>`: a stream holding a copy of the instance's replay log, the
+ * - `<prefix>:log:{<instance>}`: a stream holding a copy of the instance's replay log, the
  *   entry id being `<offset>-1`, trimmed to about `replayMessages` entries and expiring
  *   `retention` ms after the instance last wrote to it or, while it lives, refreshed it
  *   (every write sets the expiry, so a short-lived or killed instance leaves none for ever).
@@ -31,16 +32,18 @@ import { AdapterUnavailableError } from '../errors.ts'
  * the stream's expiry: the first write makes the key, so that is where it must get one.
  */
 /**
- * Claims a nonce (SET NX); a released one's partner (`pair:` keys, written by `release`) is
- * claimed with it, and when the partner was claimed first this one is spent too.
+ * Claims a nonce (SET NX, KEYS[1]) and takes its pair (KEYS[2], written by `release`):
+ * 0 when it was claimed before, 1 when it has no partner, else `<partner>|<its expiry>`.
  */
 const CLAIM = `if not redis.call('SET', KEYS[1], '1', 'PXAT', ARGV[1], 'NX') then return 0 end
 local pair = redis.call('GET', KEYS[2])
 if not pair then return 1 end
-local sep = string.find(pair, '|', 1, true)
-local partner = string.sub(pair, 1, sep - 1)
-redis.call('DEL', KEYS[2], ARGV[2] .. 'pair:' .. partner)
-if not redis.call('SET', ARGV[2] .. 'nonce:' .. partner, '1', 'PXAT', string.sub(pair, sep + 1), 'NX') then return 0 end
+redis.call('DEL', KEYS[2])
+return pair`
+
+/** Claims a partner's nonce (KEYS[1]) and drops its pair (KEYS[2]): 1 when it was not claimed before. */
+const CLAIM_PARTNER = `redis.call('DEL', KEYS[2])
+if not redis.call('SET', KEYS[1], '1', 'PXAT', ARGV[1], 'NX') then return 0 end
 return 1`
 
 /** Takes a session, leaving its fence (ARGV[1]: until when, ms since the epoch); a fence is not taken. */
@@ -67,9 +70,9 @@ return 1`
 const BATCH = 500
 
 export class RedisResumeStore implements ResumeStore {
-  #redis: Redis
+  #redis: RedisClient
   #presence: RedisPresence
-  #prefix: string
+  #keys: RedisKeys
   #options: ResumeStoreOptions
   #log: FastifyBaseLogger
   #streams = new Set<string>()
@@ -79,25 +82,42 @@ export class RedisResumeStore implements ResumeStore {
   /** Copies and sessions that could not be written. */
   failedWrites = 0
 
-  constructor (redis: Redis, prefix: string, options: ResumeStoreOptions, log: FastifyBaseLogger, presence: RedisPresence) {
+  constructor (redis: RedisClient, keys: RedisKeys, options: ResumeStoreOptions, log: FastifyBaseLogger, presence: RedisPresence) {
     this.#presence = presence
     this.#redis = redis
-    this.#prefix = prefix
+    this.#keys = keys
     this.#options = options
     this.#log = log
   }
 
+  /**
+   * Claims a nonce, and a released one's partner with it: when the partner was claimed
+   * first, this one is spent too. Two steps, as the two nonces are in two slots: of two
+   * claims racing for the two tokens of a pair, both may be refused (never both granted).
+   */
   async claim (nonce: string, expiresAt: number): Promise<boolean> {
-    return await this.#redis.eval(CLAIM, 2, `${this.#prefix}:nonce:${nonce}`, `${this.#prefix}:pair:${nonce}`, expiresAt, `${this.#prefix}:`).catch(unavailable('the token nonce claim')) === 1
+    return await this.#claim(nonce, expiresAt).catch(unavailable('the token nonce claim'))
   }
 
+  async #claim (nonce: string, expiresAt: number): Promise<boolean> {
+    const answer = await this.#redis.eval(CLAIM, 2, this.#keys.nonce(nonce), this.#keys.pair(nonce), expiresAt) as 0 | 1 | string
+    if (typeof answer === 'number') return answer === 1
+    const sep = answer.indexOf('|')
+    const partner = answer.slice(0, sep)
+    return await this.#redis.eval(CLAIM_PARTNER, 2, this.#keys.nonce(partner), this.#keys.pair(partner), answer.slice(sep + 1)) === 1
+  }
+
+  /**
+   * Gives `used` back, paired with `partner`. The partner's pair is written first: by the
+   * time `used` can be claimed again, claiming either claims the other.
+   */
   release (used: { nonce: string, expiresAt: number }, partner: { nonce: string, expiresAt: number }): void {
-    const p = this.#prefix
-    this.#redis.multi()
-      .del(`${p}:nonce:${used.nonce}`)
-      .set(`${p}:pair:${used.nonce}`, `${partner.nonce}|${partner.expiresAt}`, 'PXAT', partner.expiresAt)
-      .set(`${p}:pair:${partner.nonce}`, `${used.nonce}|${used.expiresAt}`, 'PXAT', used.expiresAt)
-      .exec().catch(err => this.#failed(err, 'token nonce not released'))
+    this.#redis.set(this.#keys.pair(partner.nonce), `${used.nonce}|${used.expiresAt}`, 'PXAT', used.expiresAt)
+      .then(async () => await this.#redis.multi()
+        .set(this.#keys.pair(used.nonce), `${partner.nonce}|${partner.expiresAt}`, 'PXAT', partner.expiresAt)
+        .del(this.#keys.nonce(used.nonce))
+        .exec())
+      .catch(err => this.#failed(err, 'token nonce not released'))
   }
 
   saveSession (session: Session): void {
@@ -107,7 +127,7 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   async #put (clientId: string, json: string, generation: number, until: number): Promise<boolean> {
-    return await this.#redis.eval(PUT, 1, `${this.#prefix}:session:${clientId}`, json, generation, until) === 1
+    return await this.#redis.eval(PUT, 1, this.#keys.session(clientId), json, generation, until) === 1
   }
 
   async takeSession (clientId: string): Promise<Session | undefined> {
@@ -116,7 +136,7 @@ export class RedisResumeStore implements ResumeStore {
 
   async #takeSession (clientId: string): Promise<Session | undefined> {
     const until = Date.now() + this.#options.retention
-    const raw = await this.#redis.eval(TAKE, 1, `${this.#prefix}:session:${clientId}`, until) as string | null
+    const raw = await this.#redis.eval(TAKE, 1, this.#keys.session(clientId), until) as string | null
     if (raw !== null) return JSON.parse(raw) as Session
     const orphan = await this.#presence.takeOrphan(clientId)
     if (orphan === undefined) return undefined
@@ -127,7 +147,7 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   append (stream: string, entry: LogEntry): void {
-    const key = `${this.#prefix}:log:${stream}`
+    const key = this.#keys.log(stream)
     let batch = this.#batches.get(key)
     if (batch === undefined) {
       if (!this.#streams.has(stream)) this.#keep(stream)
@@ -157,13 +177,13 @@ export class RedisResumeStore implements ResumeStore {
     this.#streams.add(stream)
     // a write of no entries only sets the expiry
     const refresh = (): void => {
-      for (const name of this.#streams) this.#write(`${this.#prefix}:log:${name}`, [])
+      for (const name of this.#streams) this.#write(this.#keys.log(name), [])
     }
     this.#timer ??= setInterval(refresh, Math.max(10, Math.floor(this.#options.retention / 4))).unref()
   }
 
   async read (stream: string): Promise<LogEntry[]> {
-    const raw = await this.#redis.xrangeBuffer(`${this.#prefix}:log:${stream}`, '-', '+').catch(unavailable('the log copy read'))
+    const raw = await this.#redis.xrangeBuffer(this.#keys.log(stream), '-', '+').catch(unavailable('the log copy read'))
     return raw.map(([id, fields]) => {
       // written by append: i, a, t, f in this order
       const [, entryId, , at, , target, , frame] = fields

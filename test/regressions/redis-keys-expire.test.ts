@@ -117,7 +117,7 @@ test('a log copy outlives its retention while its instance lives, idle', { skip:
   await client.json()
   await app.wsManager.broadcast('once')
   await client.json()
-  const key = `${PREFIX}:log:${app.wsManager.instanceId}`
+  const key = `${PREFIX}:log:{${app.wsManager.instanceId}}`
   await until(async () => await redis.xlen(key) === 1, 2000, 'the copy is written')
   const written = Date.now()
   // idle for longer than the retention: the instance keeps its log's expiry fresh

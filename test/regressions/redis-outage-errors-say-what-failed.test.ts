@@ -1,4 +1,5 @@
 import { test } from 'tap'
+import { Cluster } from 'ioredis'
 import WebSocket from 'ws'
 import { RedisAdapter } from '../../lib/adapters/redis.ts'
 import { StabilizerClient } from '../../lib/client/index.ts'
@@ -84,7 +85,15 @@ test('RedisAdapter validates its options, naming the field', async (t) => {
   invalid({ url: 6379 }, /Expected `url` to be a Redis URL such as redis:\/\/host:6379\/0, got `6379`/)
   invalid({ maxQueue: -1 }, /Expected `maxQueue` to be a non-negative integer, got `-1`/)
   invalid({ presenceTtl: 0 }, /Expected `presenceTtl` to be a positive integer number of milliseconds, got `0`/)
-  invalid({ prefix: '' }, /Expected `prefix` to be a non-empty string, got `""`/)
+  invalid({ prefix: '' }, /Expected `prefix` to be a non-empty string without braces \(they would make a hash tag of it\), got `""`/)
+  invalid({ prefix: 'app{1}' }, /Expected `prefix` to be a non-empty string without braces/)
+  invalid({ url: 'redis://x', nodes: [{ port: 7000 }] }, /Expected either `nodes` \(with `clusterOptions`\) or `url`, got both/)
+  invalid({ nodes: [] }, /Expected `nodes` to be a non-empty list of Redis Cluster nodes such as \{ host, port \}, got `\[\]`/)
+  invalid({ nodes: [{ port: 7000 }], clusterOptions: 1 }, /Expected `clusterOptions` to be an object of ioredis Cluster options, got `1`/)
+  invalid({ pubsub: 'sharding' }, /Expected `pubsub` to be `classic` or `sharded`, got `"sharding"`/)
+  invalid({ shards: 2000 }, /Expected `shards` to be an integer from 1 to 1024, got `2000`/)
+  const plain = new Cluster([{ port: 1 }], { lazyConnect: true })
+  invalid({ client: plain, subscriber: plain, pubsub: 'sharded' }, /Expected `subscriber` to be a Cluster made with `shardedSubscribers: true` for `pubsub: 'sharded'`, got one without/)
   invalid({ closeClients: 'yes' }, /Expected `closeClients` to be a boolean, got `"yes"`/)
   invalid({ redisOptions: 'x' }, /Expected `redisOptions` to be an object of ioredis options, got `"x"`/)
   invalid({ client: {} }, /Expected `client` to be an ioredis client, got `\{\}`/)
