@@ -76,8 +76,16 @@ function log (line: string): void {
   process.stdout.write(`[${((performance.now() - started) / 1000).toFixed(1)} s] ${line}\n`)
 }
 
+/** The private redis-server's pid, once started: it goes with the children (a budget or failure exits without its stop). */
+let redisPid: number | undefined
+
 function killAll (): void {
   for (const child of children) child.kill()
+  if (redisPid === undefined) return
+  try {
+    process.kill(redisPid, 'SIGKILL')
+  } catch {}
+  redisPid = undefined
 }
 // bounded: past the budget, or on any failure, every child goes
 const deadline = setTimeout(() => {
@@ -438,6 +446,7 @@ const machine = () => [
 const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 
 const redis = await new RedisServer().start()
+redisPid = redis.pid
 let output: string
 let json: unknown
 try {
@@ -484,6 +493,7 @@ try {
     json = { N, P, C, heartbeat: HEARTBEAT, broadcasts: B, medians: medians(samples), notes }
   }
 } finally {
+  redisPid = undefined
   await redis.stop()
 }
 process.stdout.write(`\n${output}`)
