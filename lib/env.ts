@@ -17,6 +17,8 @@ const VARIABLES: Record<string, [section: string | undefined, field: string, kin
   WS_MAX_MESSAGE_SIZE: ['limits', 'maxMessageSize', 'int'],
   WS_SHUTDOWN_TIMEOUT: ['shutdown', 'timeout', 'int'],
   WS_SHUTDOWN_CLOSE_CODE: ['shutdown', 'closeCode', 'int'],
+  WS_SHUTDOWN_BATCH_SIZE: ['shutdown', 'batchSize', 'int'],
+  WS_SHUTDOWN_BATCH_INTERVAL: ['shutdown', 'batchInterval', 'int'],
   WS_RECONNECT_SECRET: ['reconnect', 'secret', 'string'],
   WS_RECONNECT_TOKEN_TTL: ['reconnect', 'tokenTtl', 'int'],
   WS_CLOSE_TIMEOUT: [undefined, 'closeTimeout', 'int'],

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket } from 'ws'
 import { ManagedConnection, type ConnectionHost, type DisconnectInfo, type DisconnectReason } from './connection.ts'
@@ -67,6 +68,10 @@ export interface ShutdownOptions {
   timeout?: number
   closeCode?: number
   closeReason?: string
+  /** Connections closed at once (0: all at once); the plugin's `shutdown.batchSize` by default. */
+  batchSize?: number
+  /** The pause between two batches, in ms. */
+  batchInterval?: number
 }
 
 export interface WsManagerEvents {
@@ -536,15 +541,26 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
 
   async #drain (options: Required<ShutdownOptions>): Promise<ShutdownReport> {
     const started = Date.now()
-    this.#heartbeat.stop()
     const sockets: WebSocket[] = []
     let failed = 0
-    for (const conn of [...this.#registry.connections()]) {
-      if (!this.#end(conn, options.closeCode, options.closeReason, 'server_shutdown', false)) failed++
-      sockets.push(conn.socket)
+    const batch = options.batchSize === 0 ? Infinity : options.batchSize
+    // in batches: the connections not closed yet keep their heartbeat and what other instances send them
+    for (;;) {
+      const before = this.#registry.size
+      let n = 0
+      // a closed connection leaves the registry at once, so each batch starts from its head
+      for (const conn of this.#registry.connections()) {
+        if (n++ === batch) break
+        if (!this.#end(conn, options.closeCode, options.closeReason, 'server_shutdown', false)) failed++
+        sockets.push(conn.socket)
+      }
+      // what write coalescing holds, close frames included, goes out now
+      flushWindows()
+      // (a registry that did not shrink holds nothing this loop can end)
+      if (this.#registry.size === 0 || this.#registry.size >= before) break
+      await sleep(options.batchInterval)
     }
-    // what write coalescing holds, close frames included, goes out now
-    flushWindows()
+    this.#heartbeat.stop()
     // pending cluster ops settle now (partial broadcasts), new ones are refused
     this.#ops.close()
     const { clean, terminated } = await awaitClosed(sockets, options.timeout)
@@ -735,7 +751,6 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
   #cleanup (conn: ManagedConnection, code: number, reason: string, why: DisconnectReason, extra?: object): void {
     if (conn.disconnectInfo !== undefined) return
     this.#registry.remove(conn)
-    this.adapter.presence.disconnected(conn)
     if (conn.principal?.expiresAt !== undefined) this.#guard.expiries.delete(conn)
     const rooms = this.#rooms.leaveAll(conn)
     this.#presence.ended(conn, rooms, holdFor(conn, code, why))
@@ -755,6 +770,8 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
       if (why === 'client_close') conn[kHandshake] = undefined
       this.#resumption.saveSession(conn, rooms)
     }
+    // after the session is saved: a resume elsewhere that looks for it between the two finds either
+    this.adapter.presence.disconnected(conn)
     conn[kMarkClosed](info)
     this.#requests.ended(conn, code, why)
     conn.log.info({ ...extra, code, reason, disconnectReason: why, durationMs: info.durationMs, ...conn.stats }, 'websocket disconnected')

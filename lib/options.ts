@@ -88,13 +88,24 @@ export const RateLimitOptionsSchema = Type.Object({
   window: ms(60_000)
 }, { additionalProperties: false, default: {}, expected: 'an object' })
 
+/** The shutdown's batches (see BENCHMARKS.md, "The rolling restart"). */
+const BATCH_SIZE = 0
+const BATCH_INTERVAL = 250
+
 export const ShutdownOptionsSchema = Type.Object({
   /** How long `fastify.close()` waits for clients to answer the close frame before terminating them, in ms. */
   timeout: ms(5_000),
   /** Close code sent to every client on shutdown: 1001 (going away) or 1012 (service restart). */
   closeCode: Type.Union([Type.Literal(1001), Type.Literal(1012)], { default: 1012, expected: '1001 or 1012' }),
   /** Close reason sent with it (at most 123 bytes). */
-  closeReason: Type.String({ maxLength: 123, default: 'server shutting down', expected: 'a string of at most 123 bytes' })
+  closeReason: Type.String({ maxLength: 123, default: 'server shutting down', expected: 'a string of at most 123 bytes' }),
+  /**
+   * Connections closed at once; the next ones `batchInterval` later, so that the clients of a
+   * stopped instance do not all reconnect elsewhere in the same moment. 0: all at once.
+   */
+  batchSize: count(BATCH_SIZE, 'a non-negative integer (0: all at once)'),
+  /** The pause between two batches, in ms. */
+  batchInterval: ms(BATCH_INTERVAL)
 }, { additionalProperties: false, default: {}, expected: 'an object' })
 
 const Secret = Type.String({ minLength: 16, expected: 'a string of at least 16 characters' })

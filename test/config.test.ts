@@ -32,7 +32,7 @@ test('defaults follow the seeds', async (t) => {
   t.equal(o.compression, 'none')
   t.equal(o.metrics, false)
   t.equal(o.closeTimeout, 3000)
-  t.same(o.shutdown, { timeout: 5000, closeCode: 1012, closeReason: 'server shutting down' })
+  t.same(o.shutdown, { timeout: 5000, closeCode: 1012, closeReason: 'server shutting down', batchSize: 0, batchInterval: 250 })
   t.equal(o.logLevel, undefined)
 })
 
@@ -45,6 +45,8 @@ test('a bad option throws FST_WS_INVALID_OPTIONS naming the field, the expectati
     [{ limits: { maxConnections: 1.5 } }, /`limits\.maxConnections` to be a non-negative integer \(0 = unlimited\), got `1\.5`/],
     [{ compression: 'gzip' }, /`compression` to be `none` or `deflate`, got `"gzip"`/],
     [{ shutdown: { closeCode: 1000 } }, /`shutdown\.closeCode` to be 1001 or 1012, got `1000`/],
+    [{ shutdown: { batchSize: -1 } }, /`shutdown\.batchSize` to be a non-negative integer \(0: all at once\), got `-1`/],
+    [{ shutdown: { batchInterval: 0 } }, /`shutdown\.batchInterval` to be a positive integer number of milliseconds, got `0`/],
     [{ logLevel: 'loud' }, /`logLevel` to be one of fatal.*got `"loud"`/],
     [{ metrics: 'yes' }, /`metrics` to be a boolean, got `"yes"`/],
     [{ heartbeat: 5 }, /`heartbeat` to be an object, got `5`/],
@@ -173,6 +175,8 @@ test('optionsFromEnv reads WS_* variables, explicit options win field by field',
     WS_MAX_MESSAGE_SIZE: '2048',
     WS_SHUTDOWN_TIMEOUT: '100',
     WS_SHUTDOWN_CLOSE_CODE: '1001',
+    WS_SHUTDOWN_BATCH_SIZE: '0',
+    WS_SHUTDOWN_BATCH_INTERVAL: '100',
     WS_CLOSE_TIMEOUT: '500',
     WS_COMPRESSION: 'deflate',
     WS_METRICS: '1',
@@ -184,7 +188,7 @@ test('optionsFromEnv reads WS_* variables, explicit options win field by field',
   t.same(options, {
     heartbeat: { enabled: false, interval: 2000, timeout: 3000, mode: 'message' },
     limits: { maxConnections: 10, maxConnectionsPerUser: 2, maxMessageSize: 2048 },
-    shutdown: { timeout: 100, closeCode: 1001 },
+    shutdown: { timeout: 100, closeCode: 1001, batchSize: 0, batchInterval: 100 },
     closeTimeout: 500,
     compression: 'none',
     metrics: true,

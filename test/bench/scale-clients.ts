@@ -265,6 +265,9 @@ class Client {
     if (!this.#upgraded) {
       if (this.#status !== 0) count(state.refused, String(this.#status))
       else count(state.errors, this.#error === '' ? 'closed' : this.#error)
+    } else if (!wasOpen && this.kind !== 'ws') {
+      // upgraded, but gone before the welcome (or Socket.IO's namespace)
+      count(state.errors, `before welcome: ${this.#error === '' ? this.#closeCode : this.#error}`)
     }
     const done = this.#onOpen
     this.#onOpen = undefined

@@ -29,6 +29,9 @@ export const RESUME_SECRET = 'bench-scale-reconnect-secret'
 
 const [name, heartbeatArg, redisUrl, prefix, portArg, replayMessages, replayBytes] = process.argv.slice(2) as [ScaleContender, string, string, string, string, string?, string?]
 const heartbeat = Number(heartbeatArg)
+/** `--batch=size/interval` and `--backlog=n` of scale.ts, passed down in the environment. */
+const batch = process.env.SCALE_BATCH === undefined ? undefined : (([batchSize, batchInterval]) => ({ batchSize, batchInterval }))(process.env.SCALE_BATCH.split('/').map(Number))
+const backlog = process.env.SCALE_BACKLOG === undefined ? undefined : Number(process.env.SCALE_BACKLOG)
 const wanted = Number(portArg)
 
 // the parent is gone: so is this process (a run never leaves servers behind)
@@ -52,6 +55,7 @@ async function plugin (resume: boolean): Promise<Plugin> {
   const app = Fastify()
   await app.register(wsStabilizer, {
     heartbeat: { interval: heartbeat, timeout: heartbeat * 3 },
+    ...(batch === undefined ? {} : { shutdown: batch }),
     adapter: new RedisAdapter({ url: redisUrl, prefix }),
     ...(resume
       ? {
@@ -73,7 +77,7 @@ async function plugin (resume: boolean): Promise<Plugin> {
       // the port of an instance still draining frees when its drain is over
       for (;;) {
         try {
-          await app.listen({ port: wanted, host: '127.0.0.1' })
+          await app.listen({ port: wanted, host: '127.0.0.1', ...(backlog === undefined ? {} : { backlog }) })
           return (app.server.address() as AddressInfo).port
         } catch (err) {
           if ((err as { code?: string }).code !== 'EADDRINUSE') throw err

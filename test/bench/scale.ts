@@ -50,6 +50,11 @@ const SEEN_MS = Math.max(30_000, N / 2)
 /** A server's stop, its clients' close handshakes included (~2 ms a socket, at least 20 s). */
 const STOP_MS = Math.max(20_000, Math.ceil(N / P) * 2)
 const only = arg('only')?.split(',')
+/** The plugin's `shutdown.batchSize`/`batchInterval` (`--batch=1000/250`) and the servers' listen backlog (`--backlog=4096`), to the server processes. */
+const batch = arg('batch')
+const backlog = arg('backlog')
+if (batch !== undefined) process.env.SCALE_BATCH = batch
+if (backlog !== undefined) process.env.SCALE_BACKLOG = backlog
 /*
  * The replay log's bounds on each instance of the rolling restart. A client that resumes on
  * another instance gets its missed messages logged again there, once for all the clients
@@ -102,6 +107,17 @@ function sleep (ms: number): Promise<void> {
 }
 
 const now = (): number => performance.timeOrigin + performance.now()
+
+/** TcpExt ListenOverflows of /proc/net/netstat: connections the kernel dropped because a listen queue was full (machine-wide). */
+function listenOverflows (): number {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'latin1').split('\n').filter(l => l.startsWith('TcpExt:'))
+    const names = lines[0].split(' ')
+    return Number(lines[1].split(' ')[names.indexOf('ListenOverflows')])
+  } catch {
+    return NaN
+  }
+}
 
 /** utime + stime of a process, in ms, from /proc (10 ms ticks). */
 function cpuMs (pid: number | undefined): number {
@@ -321,6 +337,11 @@ interface RestartFigures {
   duplicated: number
   peakSurvivorCpu: number
   peakRedisCpu: number
+  /** Connection attempts dropped by a full listen queue over the restart (the kernel retries a dropped SYN after 1, 3, 7, 15 s). */
+  overflows: number
+  /** CPU of the new instance until every moved client was back, per moved client (µs); the client processes' CPU over that time (cores). */
+  newCpuPerClient: number
+  clientCpuShare: number
 }
 
 /** The rolling restart: P plugin instances on a resume route, restarted one after another under a broadcast a second. */
@@ -361,6 +382,9 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
       const old = servers[i]
       const t0 = performance.now()
       const at = now()
+      const overflows0 = listenOverflows()
+      const newCpu0 = cpuMs(next.server.pid)
+      const clientCpu0 = clients.reduce((a, c) => a + cpuMs(c.pid), 0)
       const survivors = servers.filter((_, j) => j !== i).map(s => s.pid)
       let peak = 0
       let redisPeak = 0
@@ -390,6 +414,8 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
         s = await states(clients)
       }
       clearInterval(sampler)
+      const newCpu = cpuMs(next.server.pid) - newCpu0
+      const clientCpu = clients.reduce((a, c) => a + cpuMs(c.pid), 0) - clientCpu0
       // the next broadcast has reached everyone: what is missing now is missing
       const target = seq + 1
       await untilSeen(clients, target, s.total, Math.max(10_000, N / 10))
@@ -414,11 +440,14 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
         behind: after.behind,
         duplicated: after.duplicated - before.duplicated,
         peakSurvivorCpu: peak * 100,
-        peakRedisCpu: redisPeak * 100
+        peakRedisCpu: redisPeak * 100,
+        overflows: listenOverflows() - overflows0,
+        newCpuPerClient: newCpu * 1000 / Math.max(1, s.moved),
+        clientCpuShare: clientCpu / Math.max(1, s.lastBackAt - at)
       }
       before = after
       figures.push(f)
-      log(`rolling: instance ${i}: ${f.moved} moved (close codes ${describe(f.codes)}), ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s (last one closed at ${(f.lastClosedMs / 1000).toFixed(2)} s, longest away ${(f.longestAwayMs / 1000).toFixed(2)} s), drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, behind ${f.behind}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %`)
+      log(`rolling: instance ${i}: ${f.moved} moved (close codes ${describe(f.codes)}), ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s (last one closed at ${(f.lastClosedMs / 1000).toFixed(2)} s, longest away ${(f.longestAwayMs / 1000).toFixed(2)} s), drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, behind ${f.behind}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %, listen queue overflows ${fmt(f.overflows)}, new instance CPU ${fmt(f.newCpuPerClient)} µs per moved client, client processes ${f.clientCpuShare.toFixed(2)} cores`)
       await sleep(3000)
     }
   } finally {
@@ -452,18 +481,18 @@ let json: unknown
 try {
   if (rolling) {
     const figures = await rollingRun(redis)
-    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} (${describe(f.codes)}) | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.lastClosedMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.behind} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} |`)
+    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} (${describe(f.codes)}) | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.lastClosedMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.behind} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} | ${fmt(f.overflows)} | ${fmt(f.newCpuPerClient)} | ${f.clientCpuShare.toFixed(2)} |`)
     output = [
-      `## Rolling restart${surge ? ' with a surge instance (new port, clients sent there)' : ' on the same ports'}: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second, replay log ${replay === undefined ? 'of the defaults (1000 messages, 1 MiB)' : `of ${fmt(replay.messages)} messages, ${fmt(replay.bytes / 1048576, 1)} MiB`} per instance`,
+      `## Rolling restart${surge ? ' with a surge instance (new port, clients sent there)' : ' on the same ports'}: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second, replay log ${replay === undefined ? 'of the defaults (1000 messages, 1 MiB)' : `of ${fmt(replay.messages)} messages, ${fmt(replay.bytes / 1048576, 1)} MiB`} per instance, shutdown batches ${batch === undefined ? 'of the defaults' : batch.replace('/', ' every ') + ' ms'}, listen backlog ${backlog ?? 'of the default (511)'}`,
       '',
-      '| restart | clients moved (close codes) | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | last closed (ms) | all back (ms) | longest away (ms) | missed | behind | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) |',
-      '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| restart | clients moved (close codes) | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | last closed (ms) | all back (ms) | longest away (ms) | missed | behind | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) | listen queue overflows | new instance CPU per moved client (µs) | CPU of the client processes (cores) |',
+      '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
       ...rows,
       '',
       machine(),
       ''
     ].join('\n')
-    json = { N, P, C, heartbeat: HEARTBEAT, surge, replay: replay ?? 'default', figures }
+    json = { N, P, C, heartbeat: HEARTBEAT, surge, replay: replay ?? 'default', batch: batch ?? 'default', backlog: backlog ?? 'default', figures }
   } else {
     const contenders = (['ws', 'plugin+redis', 'socket.io+redis'] as const).filter(n => only === undefined || only.includes(n))
     for (const name of contenders) await scaleRun(name, redis, 1)
