@@ -39,6 +39,8 @@ export class RedisPresence implements PresenceManager {
   #host: PresenceHost | undefined = undefined
   #log: FastifyBaseLogger | undefined = undefined
   #timer: NodeJS.Timeout | undefined = undefined
+  /** Connections registered in this turn of the event loop, not written yet. */
+  #arrived = new Map<string, PresenceEntry>()
   failedWrites = 0
 
   constructor (redis: RedisClient, keys: RedisKeys, ttl: number) {
@@ -70,6 +72,8 @@ export class RedisPresence implements PresenceManager {
     const host = this.#host!
     const presence = this.#keys.presence(this.#id)
     const users = this.#keys.users(this.#id)
+    // every connection, those waiting for the turn's end included
+    this.#arrived.clear()
     const multi = this.#redis.multi().del(presence, users)
     for (const conn of host.connections()) {
       multi.hset(presence, conn.id, encodeEntry(conn))
@@ -98,24 +102,49 @@ export class RedisPresence implements PresenceManager {
     this.#redis.pexpire(this.#keys.instances, this.#ttl + this.#retention).catch(this.#onFailure)
   }
 
-  /** Writes the entry, and its key's expiry: the instance may die before its next heartbeat. */
+  /** Writes the entry at the end of this turn of the event loop, with the others of the turn. */
   connected (conn: PresenceEntry): void {
+    if (this.#arrived.size === 0) setImmediate(this.#flush)
+    this.#arrived.set(conn.id, conn)
+  }
+
+  /**
+   * The entries of one turn, with their keys' expiry (the instance may die before its next
+   * heartbeat): one MULTI for all, not one per connection (85 µs each in a reconnect storm).
+   */
+  #flush = (): void => {
+    if (this.#arrived.size === 0) return
     const presence = this.#keys.presence(this.#id)
-    const multi = this.#redis.multi().hset(presence, conn.id, encodeEntry(conn)).pexpire(presence, this.#ttl + this.#retention)
-    if (conn.userId !== undefined) {
-      const users = this.#keys.users(this.#id)
-      multi.hincrby(users, conn.userId, 1).pexpire(users, this.#ttl)
+    const users = this.#keys.users(this.#id)
+    const fields: string[] = []
+    const multi = this.#redis.multi()
+    let withUsers = false
+    for (const conn of this.#arrived.values()) {
+      fields.push(conn.id, encodeEntry(conn))
+      if (conn.userId === undefined) continue
+      multi.hincrby(users, conn.userId, 1)
+      withUsers = true
     }
+    this.#arrived.clear()
+    multi.hset(presence, ...fields).pexpire(presence, this.#ttl + this.#retention)
+    if (withUsers) multi.pexpire(users, this.#ttl)
     multi.exec().catch(this.#onFailure)
   }
 
   roomsChanged (conn: PresenceEntry): void {
+    // not written yet: it will be, as it is then
+    if (this.#arrived.get(conn.id) === conn) return
     // with the expiry: the hash may be gone (a Redis that came back empty) and is made again here
     const presence = this.#keys.presence(this.#id)
     this.#redis.multi().hset(presence, conn.id, encodeEntry(conn)).pexpire(presence, this.#ttl + this.#retention).exec().catch(this.#onFailure)
   }
 
   disconnected (conn: PresenceEntry): void {
+    // gone within the turn it came: nothing was written
+    if (this.#arrived.get(conn.id) === conn) {
+      this.#arrived.delete(conn.id)
+      return
+    }
     this.#redis.hdel(this.#keys.presence(this.#id), conn.id).catch(this.#onFailure)
     const userId = conn.userId
     if (userId === undefined) return
@@ -218,6 +247,7 @@ export class RedisPresence implements PresenceManager {
   /** A graceful close: this instance's presence goes at once. */
   async close (): Promise<void> {
     clearInterval(this.#timer)
+    this.#arrived.clear()
     this.#redis.off('ready', this.#rewrite)
     if (this.#redis.status !== 'ready') return
     await Promise.all([

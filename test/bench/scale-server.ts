@@ -133,7 +133,9 @@ process.on('message', (command: ScaleServerCommand) => {
       break
     case 'exit': {
       const started = performance.now()
-      setTimeout(() => process.exit(0), 15_000).unref()
+      // bounded: 40 s, and the shutdown's batches on top (see `batch`); the parent waits 45 s and those
+      const batches = batch === undefined || batch.batchSize === 0 ? 0 : Math.ceil(contender.clients() / batch.batchSize) * batch.batchInterval
+      setTimeout(() => process.exit(0), 40_000 + batches).unref()
       contender.close().finally(() => {
         if (process.connected) process.send!({ closedMs: performance.now() - started, report }, () => process.exit(0))
         else process.exit(0)

@@ -28,6 +28,16 @@ import type { ClientKind, ConnectResult, Report, RestartState, ScaleClientComman
  */
 
 const arg = (name: string): string | undefined => process.argv.find(a => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+/** The plugin's `shutdown.batchSize`/`batchInterval` (`--batch=1000/250`) and the servers' listen backlog (`--backlog=4096`), to the server processes. */
+const batch = arg('batch')
+const backlog = arg('backlog')
+if (batch !== undefined) process.env.SCALE_BATCH = batch
+if (backlog !== undefined) process.env.SCALE_BACKLOG = backlog
+/** What the shutdown's batches add to a drain of `connections`. */
+function batchesMs (connections: number): number {
+  const [size, interval] = (batch ?? '0/0').split('/').map(Number)
+  return size === 0 ? 0 : Math.ceil(connections / size) * interval
+}
 const N = Number(arg('connections') ?? 100_000)
 const PER_PROCESS = 17_000
 const P = Number(arg('servers') ?? Math.max(2, Math.ceil(N / PER_PROCESS)))
@@ -48,13 +58,8 @@ const CONNECT_MS = Math.max(120_000, N * 4)
 const ALL_MS = Math.max(10_000, N / 5)
 const SEEN_MS = Math.max(30_000, N / 2)
 /** A server's stop, its clients' close handshakes included (~2 ms a socket, at least 20 s). */
-const STOP_MS = Math.max(20_000, Math.ceil(N / P) * 2)
+const STOP_MS = Math.max(20_000, Math.ceil(N / P) * 2) + batchesMs(Math.ceil(N / P))
 const only = arg('only')?.split(',')
-/** The plugin's `shutdown.batchSize`/`batchInterval` (`--batch=1000/250`) and the servers' listen backlog (`--backlog=4096`), to the server processes. */
-const batch = arg('batch')
-const backlog = arg('backlog')
-if (batch !== undefined) process.env.SCALE_BATCH = batch
-if (backlog !== undefined) process.env.SCALE_BACKLOG = backlog
 /*
  * The replay log's bounds on each instance of the rolling restart. A client that resumes on
  * another instance gets its missed messages logged again there, once for all the clients
@@ -121,11 +126,16 @@ function listenOverflows (): number {
 
 /** utime + stime of a process, in ms, from /proc (10 ms ticks). */
 function cpuMs (pid: number | undefined): number {
+  return sysMs(pid, true)
+}
+
+/** stime of a process, in ms: the kernel's part (syscalls, and on loopback the receiving side's TCP work); `all`: utime + stime. */
+function sysMs (pid: number | undefined, all = false): number {
   if (pid === undefined) return 0
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 10
+    return ((all ? Number(fields[11]) : 0) + Number(fields[12])) * 10
   } catch {
     return 0
   }
@@ -274,12 +284,14 @@ async function scaleRun (name: ScaleContender, redis: RedisServer, run: number):
     const idleMs = 2 * 3 * HEARTBEAT
     const pids = servers.map(s => s.pid)
     const cpu0 = pids.reduce((a, pid) => a + cpuMs(pid), 0)
+    const sys0 = pids.reduce((a, pid) => a + sysMs(pid), 0)
     const redis0 = cpuMs(redis.pid)
     const t0 = performance.now()
     log(`${name}: idle for ${idleMs / 1000} s`)
     await sleep(idleMs)
     const seconds = (performance.now() - t0) / 1000
     const idleRate = (pids.reduce((a, pid) => a + cpuMs(pid), 0) - cpu0) / seconds
+    const idleSysRate = (pids.reduce((a, pid) => a + sysMs(pid), 0) - sys0) / seconds
     const redisIdleRate = (cpuMs(redis.pid) - redis0) / seconds
     const held = Math.min(await serverClients(servers), (await states(clients)).open)
     add(samples, name, 'held', held)
@@ -289,10 +301,12 @@ async function scaleRun (name: ScaleContender, redis: RedisServer, run: number):
 
     // broadcasts to every client: from every process for raw ws (no cluster), from the first otherwise
     let serverCpu = 0
+    let serverSys = 0
     let redisCpu = 0
     let deliveries = 0
     for (let seq = 0; seq < B; seq++) {
       const c0 = pids.reduce((a, pid) => a + cpuMs(pid), 0)
+      const s0 = pids.reduce((a, pid) => a + sysMs(pid), 0)
       const r0 = cpuMs(redis.pid)
       const b0 = performance.now()
       const at = now()
@@ -300,6 +314,7 @@ async function scaleRun (name: ScaleContender, redis: RedisServer, run: number):
       const seen = await untilSeen(clients, seq, held)
       const elapsed = (performance.now() - b0) / 1000
       serverCpu += pids.reduce((a, pid) => a + cpuMs(pid), 0) - c0 - idleRate * elapsed
+      serverSys += pids.reduce((a, pid) => a + sysMs(pid), 0) - s0 - idleSysRate * elapsed
       // Redis' idle CPU (presence refreshes, ~1 ms/s) is under the 10 ms tick over one broadcast: kept in
       redisCpu += cpuMs(redis.pid) - r0
       deliveries += seen.count
@@ -308,6 +323,8 @@ async function scaleRun (name: ScaleContender, redis: RedisServer, run: number):
       await sleep(300)
     }
     add(samples, name, 'cpuPerDelivery', serverCpu * 1000 / deliveries)
+    add(samples, name, 'userPerDelivery', (serverCpu - serverSys) * 1000 / deliveries)
+    add(samples, name, 'sysPerDelivery', serverSys * 1000 / deliveries)
     add(samples, name, 'redisPerDelivery', redisCpu * 1000 / deliveries)
     add(samples, name, 'totalPerDelivery', (serverCpu + redisCpu) * 1000 / deliveries)
     log(`${name}: done`)
@@ -401,7 +418,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
         lastRedis = nowRedis
         lastAt = performance.now()
       }, 250)
-      const closed = old.ask<{ closedMs: number, report?: { closedCount: number, terminatedCount: number } }>({ cmd: 'exit' }, STOP_MS + 10_000)
+      const closed = old.ask<{ closedMs: number, report?: { closedCount: number, terminatedCount: number } }>({ cmd: 'exit' }, Math.max(STOP_MS + 10_000, 45_000 + batchesMs(Math.ceil(N / P))))
       await bound
       const portFreeMs = performance.now() - t0
       servers[i] = next.server
@@ -507,6 +524,8 @@ try {
       { key: 'redisIdleCpu', label: 'idle CPU of redis-server', unit: 'ms CPU/s', digits: 1 },
       { key: 'broadcastMs', label: `a broadcast to all: until the last of ${I} clients has it, median of ${B}`, unit: 'ms', digits: 0 },
       { key: 'cpuPerDelivery', label: 'CPU per delivery, servers (idle CPU subtracted)', unit: 'µs', digits: 2 },
+      { key: 'userPerDelivery', label: 'of it in the process (user time)', unit: 'µs', digits: 2 },
+      { key: 'sysPerDelivery', label: 'of it in the kernel (system time: the write, and loopback TCP)', unit: 'µs', digits: 2 },
       { key: 'redisPerDelivery', label: 'CPU per delivery, redis-server (its idle CPU included)', unit: 'µs', digits: 3 },
       { key: 'totalPerDelivery', label: 'CPU per delivery, servers and redis-server', unit: 'µs', digits: 2 }
     ]
