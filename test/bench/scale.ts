@@ -352,6 +352,8 @@ interface RestartFigures {
   /** Messages the clients still lacked when the next broadcast should have reached them all (not yet back, or behind). */
   behind: number
   duplicated: number
+  /** Clients that got a message twice, so far. */
+  clientsDuplicated: number
   peakSurvivorCpu: number
   peakRedisCpu: number
   /** Connection attempts dropped by a full listen queue over the restart (the kernel retries a dropped SYN after 1, 3, 7, 15 s). */
@@ -456,6 +458,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
         missed: after.missed - before.missed,
         behind: after.behind,
         duplicated: after.duplicated - before.duplicated,
+        clientsDuplicated: after.clientsDuplicated,
         peakSurvivorCpu: peak * 100,
         peakRedisCpu: redisPeak * 100,
         overflows: listenOverflows() - overflows0,
@@ -464,7 +467,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
       }
       before = after
       figures.push(f)
-      log(`rolling: instance ${i}: ${f.moved} moved (close codes ${describe(f.codes)}), ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s (last one closed at ${(f.lastClosedMs / 1000).toFixed(2)} s, longest away ${(f.longestAwayMs / 1000).toFixed(2)} s), drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, behind ${f.behind}, duplicated ${f.duplicated}, peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %, listen queue overflows ${fmt(f.overflows)}, new instance CPU ${fmt(f.newCpuPerClient)} µs per moved client, client processes ${f.clientCpuShare.toFixed(2)} cores`)
+      log(`rolling: instance ${i}: ${f.moved} moved (close codes ${describe(f.codes)}), ${f.resumed} resumed, failed ${describe(f.failed)}, refused ${describe(f.refused)}, errors ${describe(f.errors)}, settled in ${(f.settleMs / 1000).toFixed(2)} s (last one closed at ${(f.lastClosedMs / 1000).toFixed(2)} s, longest away ${(f.longestAwayMs / 1000).toFixed(2)} s), drain ${fmt(f.drainMs)} ms (${f.terminated} terminated), missed ${f.missed}, behind ${f.behind}, duplicated ${f.duplicated} (${fmt(f.clientsDuplicated)} clients so far), peak survivor CPU ${f.peakSurvivorCpu.toFixed(0)} %, listen queue overflows ${fmt(f.overflows)}, new instance CPU ${fmt(f.newCpuPerClient)} µs per moved client, client processes ${f.clientCpuShare.toFixed(2)} cores`)
       await sleep(3000)
     }
   } finally {
