@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { RepeatFilter } from './repeat-filter.ts'
 import type { FastifyBaseLogger } from 'fastify'
 import type { AdapterHealth, BrokerHost, ClusterMessage, PresenceManager, WsAdapter } from './adapter.ts'
 import type { ResumeStore, ResumeStoreOptions } from './resume-store.ts'
@@ -29,6 +30,9 @@ export abstract class ClusterAdapter implements WsAdapter {
   #queue: Buffer[] = []
   /** Marks this adapter's messages, so that it can ignore its own echo (known before the start). */
   #origin = randomUUID()
+  /** This instance's count of the messages it published (the header's `s`). */
+  #sent = 0
+  #repeats = new RepeatFilter()
   #dropped = 0
   #published = 0
   #received = 0
@@ -75,7 +79,7 @@ export abstract class ClusterAdapter implements WsAdapter {
   }
 
   publish (message: ClusterMessage): void {
-    const data = encodeClusterMessage(this.#origin, message)
+    const data = encodeClusterMessage(this.#origin, message, ++this.#sent)
     if (!this.canPublish()) {
       this.#enqueue(data)
       return
@@ -86,8 +90,9 @@ export abstract class ClusterAdapter implements WsAdapter {
   #send (data: Buffer): void {
     this.#published++
     this.doPublish(data).catch((err: Error) => {
-      // lost with the connection, or timed out: it may or may not have gone out, so it is
-      // not sent again; it counts as dropped, reported now or when the link is back
+      // lost with the connection, or timed out: it may or may not have gone out, so this
+      // adapter does not send it again (ioredis may: receivers drop the repeat, repeat-filter.ts);
+      // it counts as dropped, reported now or when the link is back
       this.#published--
       this.#dropped++
       this.error(err)
@@ -111,6 +116,10 @@ export abstract class ClusterAdapter implements WsAdapter {
       return
     }
     if (decoded.origin === this.#origin) return
+    if (decoded.seq !== undefined && this.#repeats.repeated(decoded.origin, decoded.seq)) {
+      this.#log?.debug({ origin: decoded.origin, seq: decoded.seq }, 'a cluster message published twice: delivered once')
+      return
+    }
     this.#received++
     this.#host?.deliver(decoded.message)
   }

@@ -10,6 +10,8 @@ import { isChanges } from '../presence/wire.ts'
 interface Header {
   /** the sending instance */
   o: string
+  /** its count of the messages it sent: a message published twice (a reconnect's resend) is told by it */
+  s?: number
   t: ClusterMessage['type']
   r?: string[]
   x?: string[]
@@ -32,21 +34,22 @@ interface Header {
 
 const NEWLINE = 0x0a
 
-export function encodeClusterMessage (origin: string, message: ClusterMessage): Buffer {
+/** `seq`: the sender's count of its messages (see SentCounts), omitted by senders that keep none. */
+export function encodeClusterMessage (origin: string, message: ClusterMessage, seq?: number): Buffer {
   if (message.type === 'op') {
     // the op's own fields as the message of its kind has them, its payload after the line
-    return encodeRouted({ o: origin, t: 'op', q: message.id, f: message.from, k: message.op.type }, message.op)
+    return encodeRouted({ o: origin, s: seq, t: 'op', q: message.id, f: message.from, k: message.op.type }, message.op)
   }
   if (message.type === 'presence') {
-    const header: Header = { o: origin, t: 'presence', f: message.from }
+    const header: Header = { o: origin, s: seq, t: 'presence', f: message.from }
     if (message.sync !== undefined) header.k = message.sync
     return Buffer.from(JSON.stringify(header) + '\n' + JSON.stringify(message.changes))
   }
   if (message.type === 'result') {
     const { total, succeeded, failed } = message.counts
-    return Buffer.from(JSON.stringify({ o: origin, t: 'result', q: message.id, d: message.to, f: message.from, n: [total, succeeded, failed] } satisfies Header) + '\n')
+    return Buffer.from(JSON.stringify({ o: origin, s: seq, t: 'result', q: message.id, d: message.to, f: message.from, n: [total, succeeded, failed] } satisfies Header) + '\n')
   }
-  return encodeRouted({ o: origin, t: message.type }, message)
+  return encodeRouted({ o: origin, s: seq, t: message.type }, message)
 }
 
 function encodeRouted (header: Header, message: Exclude<ClusterMessage, { type: 'op' | 'result' | 'presence' }> | ClusterOp): Buffer {
@@ -82,7 +85,7 @@ function encodeRouted (header: Header, message: Exclude<ClusterMessage, { type: 
 }
 
 /** The sending instance and the message, or undefined for bytes that are not one. */
-export function decodeClusterMessage (buffer: Buffer): { origin: string, message: ClusterMessage } | undefined {
+export function decodeClusterMessage (buffer: Buffer): { origin: string, seq?: number, message: ClusterMessage } | undefined {
   const end = buffer.indexOf(NEWLINE)
   if (end < 0) return undefined
   let header: Header
@@ -92,6 +95,13 @@ export function decodeClusterMessage (buffer: Buffer): { origin: string, message
     return undefined
   }
   if (typeof header !== 'object' || header === null || typeof header.o !== 'string') return undefined
+  const decoded = decodeBody(header, buffer, end)
+  // a sender of an earlier version counts nothing
+  if (decoded !== undefined && typeof header.s === 'number') return { ...decoded, seq: header.s }
+  return decoded
+}
+
+function decodeBody (header: Header, buffer: Buffer, end: number): { origin: string, message: ClusterMessage } | undefined {
   if (header.t === 'op') {
     const op = decodeRouted(header.k, header, buffer, end, true)
     if (op === undefined || typeof header.q !== 'number' || typeof header.f !== 'string') return undefined

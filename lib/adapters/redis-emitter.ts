@@ -40,6 +40,8 @@ export class RedisEmitter {
   readonly id = randomUUID()
   #owned: boolean
   #count = 0
+  /** The messages published, numbered (the header's `s`: a repeat is dropped by the receivers, repeat-filter.ts). */
+  #sent = 0
   #closed = false
 
   /**
@@ -128,7 +130,7 @@ export class RedisEmitter {
   async #publish (what: string, message: ClusterMessage): Promise<number> {
     if (this.#closed) throw new EmitFailedError(what, 'the emitter is closed')
     try {
-      const data = encodeClusterMessage(this.id, message)
+      const data = encodeClusterMessage(this.id, message, ++this.#sent)
       return await (this.pubsub === 'sharded' ? this.client.spublish(this.channel, data) : this.client.publish(this.channel, data)) as number
     } catch (err) {
       throw new EmitFailedError(what, String(err), { cause: err })
