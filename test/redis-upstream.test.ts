@@ -30,11 +30,15 @@ type Tap = Parameters<typeof buildApp>[0] & { teardown (fn: () => unknown): void
 
 interface Got { text: string, instance: string, redelivered: boolean }
 
+/** The connections each instance's route handler saw, by instance name. */
+const opened = new Map<string, number>()
+
 async function instance (t: Tap, url: string, name: string, got: Got[]): Promise<FastifyInstance> {
   return await buildApp(t, { adapter: new RedisAdapter({ url, prefix: 'up', presenceTtl: 300 }), reconnect: { secret: SECRET } }, app => {
     // /numbered as the cluster fixture names it
     for (const path of ['/ws', '/numbered']) {
       app.get(path, { websocket: true, config: { ws: { reconnect: true } } }, (_socket, request) => {
+        opened.set(name, (opened.get(name) ?? 0) + 1)
         request.wsConnection!.on('message', (data, _isBinary, redelivered) => { got.push({ text: data.toString(), instance: name, redelivered }) })
       })
     }
@@ -133,7 +137,9 @@ test(`two instances behind a proxy that alternates and cuts: each message once, 
   t.comment(`seed ${SEED}: ${tcp.connections} connections`)
   t.ok(tcp.connections > 5, 'connected again and again')
   t.same(got.map(g => g.text), Array.from({ length: COUNT }, (_, i) => `m${i + 1}`), 'each exactly once, in order')
-  t.ok(got.some(g => g.instance === 'a') && got.some(g => g.instance === 'b'), 'on both instances')
+  // the proxy alternates, so the session went back and forth; which connections carried
+  // messages depends on where the cuts fell (on a loaded machine all of b's once came before any)
+  t.ok((opened.get('a') ?? 0) > 1 && (opened.get('b') ?? 0) > 1, `the session moved between both instances (a ${opened.get('a')}, b ${opened.get('b')} connections)`)
   t.notOk(got.some(g => g.redelivered), 'nothing marked redelivered: every session was saved')
 })
 
