@@ -34,7 +34,7 @@ interface Header {
 
 const NEWLINE = 0x0a
 
-/** `seq`: the sender's count of its messages (see SentCounts), omitted by senders that keep none. */
+/** `seq`: the sender's count of its messages (repeat-filter.ts tells a repeat by it), omitted by senders that keep none. */
 export function encodeClusterMessage (origin: string, message: ClusterMessage, seq?: number): Buffer {
   if (message.type === 'op') {
     // the op's own fields as the message of its kind has them, its payload after the line
