@@ -8,6 +8,11 @@ import { kPingSentAt, kSlowSince } from './symbols.ts'
  * `onTimeout`; one that has been quiet for about its interval gets a ping (a protocol
  * ping frame, or in `message` mode a `{"type":"ping","ts":…}` text frame, encoded once
  * per tick for all). Connections with traffic are not pinged at all.
+ *
+ * A connection found past its timeout is judged only after the event loop has read what is
+ * waiting in the sockets (a `setImmediate` runs after the poll phase): a sweep comes in the
+ * timers phase, so after the loop was held (a reconnect storm, a long handler) it would come
+ * before the pongs that arrived meanwhile were read, and time out clients that answered.
  */
 export class Heartbeat {
   #connections = new Set<ManagedConnection>()
@@ -15,6 +20,8 @@ export class Heartbeat {
   #started = false
   #tick: number
   #onTimeout: (conn: ManagedConnection, idleMs: number) => void
+  /** Past their timeout at the last sweep, to be judged once the sockets were read. */
+  #overdue: ManagedConnection[] = []
 
   constructor (tickMs: number, onTimeout: (conn: ManagedConnection, idleMs: number) => void) {
     this.#tick = tickMs
@@ -84,8 +91,7 @@ export class Heartbeat {
       }
       const idle = now - conn.lastSeen
       if (idle >= hb.timeout) {
-        // onTimeout removes it from this set; deleting the current entry while iterating a Set is safe
-        this.#onTimeout(conn, idle)
+        if (this.#overdue.push(conn) === 1) setImmediate(this.#judge)
         continue
       }
       const quietSince = conn[kPingSentAt] > conn.lastSeen ? conn[kPingSentAt] : conn.lastSeen
@@ -98,6 +104,18 @@ export class Heartbeat {
         pingFrame ??= { data: Buffer.from(`{"type":"ping","ts":${now}}`), binary: false }
         write(conn, pingFrame, true)
       }
+    }
+  }
+
+  /** Times out the overdue connections that are still tracked and still sent nothing. */
+  #judge = (): void => {
+    const overdue = this.#overdue
+    this.#overdue = []
+    const now = Date.now()
+    for (const conn of overdue) {
+      const idle = now - conn.lastSeen
+      // onTimeout removes it from the set; one that ended meanwhile is not there
+      if (this.#connections.has(conn) && idle >= conn.route.heartbeat.timeout) this.#onTimeout(conn, idle)
     }
   }
 }
