@@ -4,21 +4,25 @@ import type { LogEntry, Target } from '../resume/replay-log.ts'
 import type { Session } from '../resume/sessions.ts'
 import type { ResumeStore, ResumeStoreOptions } from './resume-store.ts'
 import type { RedisPresence } from './redis-presence.ts'
+import { randomBytes } from 'node:crypto'
 import { AdapterUnavailableError } from '../errors.ts'
 
 /*
  * The resume state in Redis, shared by every instance (names in redis-keys.ts; each script
  * touches the keys of one hash tag, given in KEYS):
- * - `<prefix>:nonce:{<nonce>}`: a used token nonce, `SET NX` with the token's expiry;
+ * - `<prefix>:nonce:{<nonce>}`: a used token nonce, expiring with the token: `<attempt> <answer>`,
+ *   the attempt id of the call that claimed it and what that call answered (`1`, or the pair
+ *   it took), so that the same call run again gets the same answer (below);
  * - `<prefix>:pair:{<nonce>}`: a nonce given back (a resume never heard from) and its partner,
  *   `<partner>|<its expiry>`, both ways, each expiring with the token it names: claiming
  *   either claims the other (in two steps, one per nonce's slot: see `claim`);
  * - `<prefix>:session:{<clientId>}`: a session that went away, JSON, expiring with it; a resume
- *   takes it and leaves a fence in its place, `{"fence":true,"generation":N}` expiring
- *   `retention` ms later, so that a save of an older generation (an instance that noticed a
- *   half-open socket late) is refused; a session that is not there may be that of a connection
- *   whose instance died, or that is still open on another instance: the presence has those
- *   (a session taken from there gets its fence too);
+ *   takes it and leaves a fence in its place, `{"fence":true,"generation":N,"taker":<attempt>,
+ *   "taken":<the session's JSON>}` expiring `retention` ms later, so that a save of an older
+ *   generation (an instance that noticed a half-open socket late) is refused; a session that
+ *   is not there may be that of a connection whose instance died, or that is still open on
+ *   another instance: the presence has those (a session taken from there gets its fence too,
+ *   `{"fence":true,"generation":N}`);
  * - `<prefix>:log:{<instance>}`: a stream holding a copy of the instance's replay log, the
  *   entry id being `<offset>-1`, trimmed to about `replayMessages` entries and expiring
  *   `retention` ms after the instance last wrote to it or, while it lives, refreshed it
@@ -26,32 +30,51 @@ import { AdapterUnavailableError } from '../errors.ts'
  * Copies are written without waiting, the entries of one turn of the event loop with one
  * command (a script that adds each: a command per entry cost 24 µs each); a copy that failed
  * leaves a hole in the offsets that a resume reports as a gap, never as a silent skip.
+ *
+ * Every script gives the same answer when the same call runs twice: ioredis sends the
+ * commands in flight when its connection dropped again once it is back
+ * (`autoResendUnfulfilledCommands`), so a script whose reply was lost runs a second time. A
+ * claim or take carries an attempt id (unique per call: a random prefix per store and a
+ * counter) that the script writes with what it changed; a run that finds its own id answers
+ * what the first run did, and any other id is another call (refused, as before). An append
+ * skips the entries the stream already has.
  */
 /**
- * Appends a batch of entries to a log stream (one command instead of one per entry) and sets
- * the stream's expiry: the first write makes the key, so that is where it must get one.
+ * Claims a nonce (KEYS[1]; ARGV: until when, the attempt id) and takes its pair (KEYS[2],
+ * written by `release`): 0 when another call claimed it, else `1` when it has no partner or
+ * `<partner>|<its expiry>`.
  */
-/**
- * Claims a nonce (SET NX, KEYS[1]) and takes its pair (KEYS[2], written by `release`):
- * 0 when it was claimed before, 1 when it has no partner, else `<partner>|<its expiry>`.
- */
-const CLAIM = `if not redis.call('SET', KEYS[1], '1', 'PXAT', ARGV[1], 'NX') then return 0 end
-local pair = redis.call('GET', KEYS[2])
-if not pair then return 1 end
-redis.call('DEL', KEYS[2])
-return pair`
+const CLAIM = `local seen = redis.call('GET', KEYS[1])
+if seen then
+  local mine = ARGV[2] .. ' '
+  if string.sub(seen, 1, #mine) ~= mine then return 0 end
+  return string.sub(seen, #mine + 1)
+end
+local answer = redis.call('GET', KEYS[2])
+if answer then redis.call('DEL', KEYS[2]) else answer = '1' end
+redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. answer, 'PXAT', ARGV[1])
+return answer`
 
-/** Claims a partner's nonce (KEYS[1]) and drops its pair (KEYS[2]): 1 when it was not claimed before. */
+/** Claims a partner's nonce (KEYS[1]) and drops its pair (KEYS[2]): 1 unless another call claimed it. */
 const CLAIM_PARTNER = `redis.call('DEL', KEYS[2])
-if not redis.call('SET', KEYS[1], '1', 'PXAT', ARGV[1], 'NX') then return 0 end
+local mine = ARGV[2] .. ' 1'
+local seen = redis.call('GET', KEYS[1])
+if seen then return seen == mine and 1 or 0 end
+redis.call('SET', KEYS[1], mine, 'PXAT', ARGV[1])
 return 1`
 
-/** Takes a session, leaving its fence (ARGV[1]: until when, ms since the epoch); a fence is not taken. */
+/**
+ * Takes a session, leaving its fence (ARGV: until when, ms since the epoch; the attempt id); a
+ * fence is not taken, unless this very call left it (the session is answered again).
+ */
 const TAKE = `local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
 local session = cjson.decode(raw)
-if session.fence then return false end
-redis.call('SET', KEYS[1], cjson.encode({ fence = true, generation = (session.generation or 0) + 1 }), 'PXAT', ARGV[1])
+if session.fence then
+  if session.taker == ARGV[2] then return session.taken end
+  return false
+end
+redis.call('SET', KEYS[1], cjson.encode({ fence = true, generation = (session.generation or 0) + 1, taker = ARGV[2], taken = raw }), 'PXAT', ARGV[1])
 return raw`
 
 /** Writes a session or a fence (ARGV: the JSON, its generation, until when) unless a newer generation is there. */
@@ -60,8 +83,15 @@ if raw and (cjson.decode(raw).generation or 0) > tonumber(ARGV[2]) then return 0
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
 return 1`
 
+/**
+ * Appends a batch of entries to a log stream (one command instead of one per entry) and sets
+ * the stream's expiry: the first write makes the key, so that is where it must get one. An
+ * entry whose id is not above the stream's last is there already (this batch run again) and
+ * is skipped; any other error is the script's.
+ */
 const APPEND = `for i = 3, #ARGV, 5 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i], 'i', ARGV[i + 1], 'a', ARGV[i + 2], 't', ARGV[i + 3], 'f', ARGV[i + 4])
+  local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i], 'i', ARGV[i + 1], 'a', ARGV[i + 2], 't', ARGV[i + 3], 'f', ARGV[i + 4])
+  if type(added) == 'table' and added.err and not string.find(added.err, 'equal or smaller', 1, true) then return added end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`
@@ -81,6 +111,9 @@ export class RedisResumeStore implements ResumeStore {
   #timer: NodeJS.Timeout | undefined = undefined
   /** Copies and sessions that could not be written. */
   failedWrites = 0
+  /** The attempt ids of this store's calls: `<its random prefix>.<n>` (see the scripts). */
+  #attemptPrefix = randomBytes(9).toString('base64url')
+  #attempts = 0
 
   constructor (redis: RedisClient, keys: RedisKeys, options: ResumeStoreOptions, log: FastifyBaseLogger, presence: RedisPresence) {
     this.#presence = presence
@@ -100,11 +133,17 @@ export class RedisResumeStore implements ResumeStore {
   }
 
   async #claim (nonce: string, expiresAt: number): Promise<boolean> {
-    const answer = await this.#redis.eval(CLAIM, 2, this.#keys.nonce(nonce), this.#keys.pair(nonce), expiresAt) as 0 | 1 | string
-    if (typeof answer === 'number') return answer === 1
+    const answer = await this.#redis.eval(CLAIM, 2, this.#keys.nonce(nonce), this.#keys.pair(nonce), expiresAt, this.#attempt()) as 0 | string
+    if (answer === 0) return false
+    if (answer === '1') return true
     const sep = answer.indexOf('|')
     const partner = answer.slice(0, sep)
-    return await this.#redis.eval(CLAIM_PARTNER, 2, this.#keys.nonce(partner), this.#keys.pair(partner), answer.slice(sep + 1)) === 1
+    return await this.#redis.eval(CLAIM_PARTNER, 2, this.#keys.nonce(partner), this.#keys.pair(partner), answer.slice(sep + 1), this.#attempt()) === 1
+  }
+
+  /** A new attempt id: what a script run again finds to know it is the same call. */
+  #attempt (): string {
+    return `${this.#attemptPrefix}.${(++this.#attempts).toString(36)}`
   }
 
   /**
@@ -136,7 +175,7 @@ export class RedisResumeStore implements ResumeStore {
 
   async #takeSession (clientId: string): Promise<Session | undefined> {
     const until = Date.now() + this.#options.retention
-    const raw = await this.#redis.eval(TAKE, 1, this.#keys.session(clientId), until) as string | null
+    const raw = await this.#redis.eval(TAKE, 1, this.#keys.session(clientId), until, this.#attempt()) as string | null
     if (raw !== null) return JSON.parse(raw) as Session
     const orphan = await this.#presence.takeOrphan(clientId)
     if (orphan === undefined) return undefined
