@@ -28,7 +28,8 @@ import { errorFrame } from './resume/protocol.ts'
 import { ServerRequests } from './requests.ts'
 import type { AuthFailure } from './auth.ts'
 import type { PendingConnection } from './pending-connection.ts'
-import { Resumption, type PendingResume } from './resume/resumption.ts'
+import { Resumption, type PendingResume, type UsedToken } from './resume/resumption.ts'
+import type { Session } from './resume/sessions.ts'
 import { PresenceTracker, type PresenceEvent } from './presence/tracker.ts'
 import type { PresenceMeta } from './presence/state.ts'
 import { Delivery, deliverTo, targetOf, toCluster, type BroadcastResult } from './delivery.ts'
@@ -361,6 +362,12 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    */
   async validateReconnectToken (token: string): Promise<ReconnectClaims> {
     return await this.#resumption.validateToken(token)
+  }
+
+  /** @internal A looked-up resume whose upgrade never happened: see `Resumption.giveBack`. */
+  abandonResume (used: UsedToken, session: Session, log: FastifyBaseLogger): void {
+    log.info({ clientId: session.clientId }, 'websocket resume abandoned before the upgrade: its token and session are given back')
+    this.#resumption.giveBack(used, session)
   }
 
   /**

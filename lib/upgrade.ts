@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod,
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { WebSocket } from 'ws'
 import type { WsManager } from './manager.ts'
-import { tokenFailure, type PendingResume } from './resume/resumption.ts'
+import { tokenFailure, type PendingResume, type UsedToken } from './resume/resumption.ts'
+import type { Session } from './resume/sessions.ts'
 import type { RouteSettings } from './route-settings.ts'
 import { normalizeIdentity } from './identity.ts'
 import { checkCapacity } from './limits.ts'
@@ -31,6 +32,8 @@ interface PendingUpgrade extends PendingConnection {
   request: FastifyRequest
   /** The response @fastify/websocket made for the upgrade; detached from the socket once upgraded. */
   response: ServerResponse
+  /** The socket's `close` listener of a looked-up resume, until the upgrade is done. */
+  abandon?: () => void
 }
 
 type RawWithPending = IncomingMessage & { [kPending]?: PendingUpgrade }
@@ -83,8 +86,34 @@ export function upgradePreHandler (manager: WsManager, route: RouteSettings): pr
     const userId = resume?.session?.userId ?? identity.userId
     const elsewhere = userId !== undefined && route.limits.maxConnectionsPerUser > 0 ? await manager.connectionsElsewhere(userId) : 0
     const window = numbered ? clientWindow(request) : undefined
-    ;(request.raw as RawWithPending)[kPending] = { request, response: reply.raw, identity, route, resume, numbered, window, elsewhere, principal, refused }
+    const pending: PendingUpgrade = { request, response: reply.raw, identity, route, resume, numbered, window, elsewhere, principal, refused }
+    ;(request.raw as RawWithPending)[kPending] = pending
+    if (resume?.used !== undefined) watchAbandon(manager, request, pending, resume.used, resume.session!)
   }
+}
+
+/**
+ * A resume took its token's claim and its session before the upgrade: when the socket ends or
+ * closes before the upgrade is done (or did during the lookup), they go back (`abandonResume`).
+ * The listener goes once the socket is upgraded (`onConnection`).
+ */
+function watchAbandon (manager: WsManager, request: FastifyRequest, pending: PendingUpgrade, used: UsedToken, session: Session): void {
+  const raw = request.raw as RawWithPending
+  const abandon = (): void => {
+    if (raw[kPending] !== pending) return
+    raw[kPending] = undefined
+    manager.abandonResume(used, session, request.log)
+  }
+  const socket = raw.socket
+  if (socket.destroyed || socket.readableEnded) {
+    abandon()
+    return
+  }
+  pending.abandon = abandon
+  // a client gone before its 101 ends its side: the socket is not read after the upgrade event,
+  // so its end may come without a close
+  socket.once('end', abandon)
+  socket.once('close', abandon)
 }
 
 /**
@@ -167,6 +196,7 @@ export function onConnection (manager: WsManager): (socket: WebSocket, raw: Inco
     const pending = raw[kPending]
     if (pending === undefined) return
     raw[kPending] = undefined
+    if (pending.abandon !== undefined) raw.socket.off('end', pending.abandon).off('close', pending.abandon)
     // the upgraded socket is ws' now; the response would keep the request alive through it
     pending.response.detachSocket(pending.response.socket!)
     pending.request.wsConnection = manager.attach(socket, pending)

@@ -37,6 +37,10 @@ export class MemoryResumeStore implements ResumeStore {
     this.nonces.release(used, partner)
   }
 
+  unclaim (nonce: string): void {
+    this.nonces.unclaim(nonce)
+  }
+
   saveSession (session: Session): void {
     this.sessions.save(session)
   }

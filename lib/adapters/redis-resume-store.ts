@@ -159,6 +159,10 @@ export class RedisResumeStore implements ResumeStore {
       .catch(err => this.#failed(err, 'token nonce not released'))
   }
 
+  unclaim (nonce: string): void {
+    this.#redis.del(this.#keys.nonce(nonce)).catch(err => this.#failed(err, 'token nonce not given back'))
+  }
+
   saveSession (session: Session): void {
     this.#put(session.clientId, JSON.stringify(session), session.generation ?? 0, session.expiresAt).then(saved => {
       if (!saved) this.#log.debug({ clientId: session.clientId }, 'session not saved: the client resumed elsewhere since')

@@ -310,6 +310,20 @@ export class Resumption {
     this.store.release!(handshake.used, handshake.issued)
   }
 
+  /**
+   * A resume looked up before the upgrade whose upgrade never happened (the client went
+   * meanwhile, as it does when its open timeout ends in a reconnect storm): what the lookup
+   * took goes back, so that the client's next try with the same token resumes. The token's
+   * nonce is claimed no more, and a session taken from the store is saved again with the
+   * generation of its fence (a half-open connection still registered here was not taken).
+   */
+  giveBack (used: UsedToken, session: Session): void {
+    this.store.unclaim?.(used.nonce)
+    if (session.expiresAt === Infinity) return
+    const { liveOn: _, ...kept } = session
+    this.store.saveSession({ ...kept, generation: (session.generation ?? 0) + 1 })
+  }
+
   close (): void {
     for (const stream of this.#copies.keys()) this.#forget(stream)
     this.#merges.clear()

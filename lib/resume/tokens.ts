@@ -34,6 +34,12 @@ export interface NonceStore {
    * it every token stays single-use, as before.
    */
   release? (used: { nonce: string, expiresAt: number }, partner: { nonce: string, expiresAt: number }): void
+  /**
+   * Forgets a claim whose resume never happened (the client went before its upgrade was
+   * done, so no token replaced this one): the token can resume once more. Optional: without
+   * it such a token stays spent.
+   */
+  unclaim? (nonce: string): void
   close (): void
 }
 
@@ -57,6 +63,10 @@ export class MemoryNonceStore implements NonceStore {
     this.#used.delete(used.nonce)
     this.#pairs.set(used.nonce, partner)
     this.#pairs.set(partner.nonce, used)
+  }
+
+  unclaim (nonce: string): void {
+    this.#used.delete(nonce)
   }
 
   claim (nonce: string, expiresAt: number): boolean {

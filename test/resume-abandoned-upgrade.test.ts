@@ -1,0 +1,156 @@
+import { test, type Test as Tap } from 'tap'
+import { connect as tcpConnect, type Socket } from 'node:net'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import WebSocket from 'ws'
+import type { FastifyInstance, preHandlerAsyncHookHandler } from 'fastify'
+import type { WsStabilizerOptions } from '../plugin.ts'
+import { RedisAdapter } from '../lib/adapters/redis.ts'
+import { buildApp, until, urlOf } from './helpers.ts'
+import { redisAvailable, startRedis } from './redis-server.ts'
+
+/*
+ * A resume is looked up before the upgrade: the token's nonce is claimed and the session
+ * taken from the store. A client that gives up meanwhile (its open timeout, in a reconnect
+ * storm where the lookup waits on a loaded Redis) comes back with the same token: what the
+ * lookup took was given back, so that try resumes, with its rooms and its replay.
+ */
+
+interface Welcome { type: 'welcome', token: string, offset: number, resumed: boolean, replayed?: number, resumeFailed?: string }
+
+const SECRET = 'abandoned-upgrade-secret-0123456'
+
+/** Where the test holds an upgrade: in identify (before the lookup) or in a preHandler after it. */
+type Hold = 'before-lookup' | 'after-lookup'
+
+interface Held {
+  app: FastifyInstance
+  lines: string[]
+  /** Holds the next upgrades where the server was built to, until `release`. */
+  hold: () => void
+  release: () => void
+}
+
+async function server (t: Tap, where: Hold, options: WsStabilizerOptions = {}): Promise<Held> {
+  let gate: Promise<void> | undefined
+  let release = (): void => {}
+  const wait = async (): Promise<void> => { await gate }
+  const lines: string[] = []
+  const app = await buildApp(t, { reconnect: { secret: SECRET }, heartbeat: { enabled: false }, ...options }, app => {
+    // a hook of the app's own, added after the plugin's: its preHandler runs after the plugin's
+    if (where === 'after-lookup') {
+      app.addHook('onRoute', route => {
+        route.preHandler = [...[route.preHandler ?? []].flat(), wait as preHandlerAsyncHookHandler]
+      })
+    }
+    const identify = where === 'before-lookup' ? async () => { await wait(); return {} } : undefined
+    app.get('/ws', { websocket: true, config: { ws: { reconnect: { maxDisconnect: 60_000 }, rooms: ['all'], identify } } }, () => {})
+  }, { logger: { level: 'info', stream: { write: (line: string) => { lines.push(line) } } } })
+  t.teardown(() => release())
+  const hold = (): void => { gate = new Promise<void>(resolve => { release = resolve }) }
+  return { app, lines, hold, release: () => release() }
+}
+
+async function open (t: Tap, url: string): Promise<{ socket: WebSocket, welcome: Welcome, frames: string[] }> {
+  const socket = new WebSocket(url)
+  socket.on('error', () => {})
+  t.teardown(() => socket.terminate())
+  const frames: string[] = []
+  socket.on('message', data => frames.push(String(data)))
+  await until(() => frames.length > 0)
+  return { socket, welcome: JSON.parse(frames[0]) as Welcome, frames }
+}
+
+function resumePath (welcome: Welcome): string {
+  return `/ws?resume=${encodeURIComponent(welcome.token)}&offset=${welcome.offset}`
+}
+
+/** An upgrade request sent by hand over TCP, so that the test can drop it half way. */
+function rawUpgrade (t: Tap, app: FastifyInstance, path: string): Socket {
+  const { port } = app.server.address() as { port: number }
+  const socket = tcpConnect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  t.teardown(() => socket.destroy())
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
+  return socket
+}
+
+async function abandoned (t: Tap, where: Hold, options?: WsStabilizerOptions): Promise<void> {
+  const held = await server(t, where, options)
+  const { app, lines } = held
+  const first = await open(t, urlOf(app, '/ws'))
+  first.socket.terminate()
+  await until(() => app.wsManager.getConnectionCount() === 0)
+  app.wsManager.broadcast({ missed: 1 }, { room: 'all' })
+
+  held.hold()
+  let serverSide: Duplex | undefined
+  app.server.once('upgrade', (_req: IncomingMessage, socket: Duplex) => { serverSide = socket })
+  const requests = lines.filter(l => l.includes('incoming request')).length
+  const dropped = rawUpgrade(t, app, resumePath(first.welcome))
+  // held: before its lookup (in identify) or after it (in a preHandler of the app's)
+  await until(() => lines.filter(l => l.includes('incoming request')).length > requests)
+  dropped.destroy()
+  // the server has seen the client go (not read after the upgrade event, its socket ends without closing)
+  await until(() => serverSide?.readableEnded === true || serverSide?.destroyed === true, 2000, 'the end of the dropped socket')
+  if (where === 'after-lookup') await until(() => lines.some(l => l.includes('resume abandoned before the upgrade')), 2000, 'the give-back logged')
+  held.release()
+  await until(() => lines.some(l => l.includes('resume abandoned before the upgrade')), 2000, 'the give-back logged')
+  t.equal(app.wsManager.getConnectionCount(), 0, 'the dropped upgrade registered nothing')
+
+  const again = await open(t, urlOf(app, resumePath(first.welcome)))
+  t.match(again.welcome, { resumed: true, replayed: 1 }, 'the same token resumes, and the replay comes')
+  t.equal(again.welcome.offset, first.welcome.offset)
+  await until(() => again.frames.length > 1)
+  t.match(JSON.parse(again.frames[1]), { type: 'message', data: { missed: 1 } })
+  t.same([...app.wsManager.connections()][0].rooms, new Set(['all']), 'with its rooms')
+
+  // the resume that did happen spends the token as ever, once the client is heard from
+  again.socket.send('hello')
+  await until(() => [...app.wsManager.connections()][0]?.stats.messagesIn === 1)
+  again.socket.terminate()
+  await until(() => app.wsManager.getConnectionCount() === 0)
+  const reused = await open(t, urlOf(app, resumePath(first.welcome)))
+  t.match(reused.welcome, { resumed: false, resumeFailed: 'invalid' }, 'after a resume that happened the token is spent')
+  reused.socket.terminate()
+}
+
+test('an upgrade dropped after its resume was looked up: the token resumes on the next try (memory adapter)', async (t) => {
+  await abandoned(t, 'after-lookup')
+})
+
+test('an upgrade dropped during its lookup: the same (memory adapter)', async (t) => {
+  await abandoned(t, 'before-lookup')
+})
+
+test('an upgrade dropped after its lookup, Redis adapter: the nonce is deleted, the session saved again', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+  const redis = await startRedis(t)
+  await abandoned(t, 'after-lookup', { adapter: new RedisAdapter({ url: redis.url, prefix: 'ab' }) })
+})
+
+test('an upgrade dropped during its lookup, Redis adapter', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+  const redis = await startRedis(t)
+  await abandoned(t, 'before-lookup', { adapter: new RedisAdapter({ url: redis.url, prefix: 'ab2' }) })
+})
+
+test('the client still registered here (half-open) when its resume was dropped: the token is given back, the connection kept', async (t) => {
+  const held = await server(t, 'after-lookup')
+  const { app, lines } = held
+  const first = await open(t, urlOf(app, '/ws'))
+  held.hold()
+  let serverSide: Duplex | undefined
+  app.server.once('upgrade', (_req: IncomingMessage, socket: Duplex) => { serverSide = socket })
+  const dropped = rawUpgrade(t, app, resumePath(first.welcome))
+  await until(() => serverSide !== undefined)
+  dropped.destroy()
+  await until(() => lines.some(l => l.includes('resume abandoned before the upgrade')), 2000, 'the give-back logged')
+  held.release()
+  t.equal(app.wsManager.getConnectionCount(), 1, 'the connection it would have replaced is still there')
+  t.equal(first.socket.readyState, WebSocket.OPEN)
+
+  const again = await open(t, urlOf(app, resumePath(first.welcome)))
+  t.match(again.welcome, { resumed: true }, 'the same token resumes')
+  await until(() => first.socket.readyState === WebSocket.CLOSED, 2000, 'the half-open connection replaced')
+  t.equal(app.wsManager.getConnectionCount(), 1)
+  again.socket.terminate()
+})
