@@ -3,6 +3,7 @@ import type { Principal } from './auth.ts'
 import type { RawData, WebSocket } from 'ws'
 import type { Encoded, OutboundMessage } from './outbound/encode.ts'
 import type { RouteSettings } from './route-settings.ts'
+import type { SessionOrigin } from './resume/sessions.ts'
 import type { AnswerIn, DataIn } from './client/requests.ts'
 import { kBuckets, kConnectedAt, kDispatch, kHeld, kHost, kInbound, kMarkClosed, kMarkClosing, kPingSentAt, kRequest, kRooms, kSlowSince, kSocketError, kUpstream, kHandshake, kGeneration } from './symbols.ts'
 import { NO_METADATA } from './identity.ts'
@@ -105,6 +106,8 @@ export interface InboundState {
 export interface Handshake {
   readonly used: { readonly nonce: string, readonly expiresAt: number }
   readonly issued: { readonly nonce: string, readonly expiresAt: number }
+  /** The log the used token's offsets belong to, when the resume came from another instance's. */
+  readonly from?: SessionOrigin
 }
 
 /**

@@ -9,7 +9,7 @@ import { encode, type Encoded, type OutboundMessage } from '../outbound/encode.t
 import { envelope, reoffset, welcomeFrame, type ResumeFailure, type Welcome } from './protocol.ts'
 import { ReplayLog, type LogEntry, type Target } from './replay-log.ts'
 import { CLOCK_MARGIN, Merges, entriesAfter, lastSeenAt } from './log-merge.ts'
-import type { Session } from './sessions.ts'
+import type { Session, SessionOrigin } from './sessions.ts'
 import { ReconnectTokens, type ReconnectClaims } from './tokens.ts'
 import type { ResumeStore } from '../adapters/resume-store.ts'
 import type { Outgoing } from '../delivery.ts'
@@ -73,10 +73,22 @@ export interface Restored {
   used?: UsedToken
   /** How many times the client resumed before the connection this resume restores. */
   generation?: number
+  /** The other instance's log it resumed from (its offset was one of that log's). */
+  from?: SessionOrigin
 }
 
 /** How long a copy of another instance's log read for a resume is reused (a reconnect storm reads it once). */
 const COPY_CACHE_MS = 1000
+
+/**
+ * A session as the token in hand counts it: the token a resumed connection gave back (its
+ * client never got the welcome) comes with an offset of the log that resume came from.
+ */
+function countedIn (session: Session | undefined, nonce: string): Session | undefined {
+  if (session?.before === undefined) return session
+  const { before, ...rest } = session
+  return before.nonce === nonce ? { ...rest, stream: before.stream, connectedAt: before.connectedAt } : rest
+}
 
 export class Resumption {
   #log: FastifyBaseLogger
@@ -169,7 +181,7 @@ export class Resumption {
   async lookup (claims: ReconnectClaims, offset: number, route: RouteSettings, live: ManagedConnection | undefined): Promise<PendingResume> {
     const session = live !== undefined
       ? { clientId: live.id, userId: live.userId, metadata: live.metadata, rooms: [...live.rooms], stream: this.stream, connectedAt: live.connectedAt.getTime(), expiresAt: Infinity, generation: live[kGeneration] }
-      : await this.store.takeSession(claims.clientId)
+      : countedIn(await this.store.takeSession(claims.clientId), claims.nonce)
     if (session === undefined) return { offset, failed: 'unknown_session' }
     if (session.userId !== claims.userId) return { offset, failed: 'invalid' }
     const used = { nonce: claims.nonce, expiresAt: claims.expiresAt }
@@ -216,6 +228,7 @@ export class Resumption {
     const restored: Restored = { identity: { clientId: session.clientId, userId: session.userId, metadata: session.metadata }, rooms: session.rooms, received: session.received, uncertain: session.uncertain, used: resume.used, generation: session.generation ?? 0 }
     if (!route.reconnect!.replay) return restored
     if (resume.remote !== undefined) {
+      restored.from = { stream: session.stream, connectedAt: session.connectedAt }
       const replay = this.#replay!
       if (replay.evictedUntil >= resume.since!) return { failed: 'gap' }
       const rooms = new Set(session.rooms)
@@ -270,7 +283,7 @@ export class Resumption {
     if (upstream !== undefined) welcome.received = upstream.received
     write(conn, { data: welcomeFrame(welcome), binary: false }, true)
     // until the client is heard from, this welcome may never have reached it (see saveSession)
-    if (welcome.resumed && restored?.used !== undefined && this.store.release !== undefined) conn[kHandshake] = { used: restored.used, issued }
+    if (welcome.resumed && restored?.used !== undefined && this.store.release !== undefined) conn[kHandshake] = { used: restored.used, issued, from: restored.from }
     if (restored?.entries !== undefined) for (const entry of restored.entries) write(conn, { data: entry.frame, binary: false })
     if (restored !== undefined) conn.log.info({ resumed: welcome.resumed, replayed: welcome.replayed, resumeFailed: welcome.resumeFailed }, 'websocket resume')
   }
@@ -295,8 +308,10 @@ export class Resumption {
     if (conn[kGeneration] > 0) session.generation = conn[kGeneration]
     const upstream = conn[kUpstream]
     if (upstream !== undefined) session.received = delivered(upstream)
-    this.store.saveSession(session)
     const handshake = conn[kHandshake]
+    // the client that never got its welcome still counts in the log it resumed from
+    if (handshake?.from !== undefined) session.before = { nonce: handshake.used.nonce, ...handshake.from }
+    this.store.saveSession(session)
     if (handshake !== undefined) this.#reopen(handshake)
   }
 

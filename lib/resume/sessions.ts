@@ -27,6 +27,18 @@ export interface Session {
   uncertain?: boolean
   /** How many times the client resumed before this session's connection (absent: 0). */
   generation?: number
+  /**
+   * A resumed connection that ended before the client was heard from gave its used token back
+   * (resumption.ts): the client that never got its welcome comes back with that token and an
+   * offset of the log it resumed from, which is not `stream` when that was another instance's.
+   */
+  before?: SessionOrigin & { nonce: string }
+}
+
+/** Where a session's offsets are counted: the log, and when its connection was made. */
+export interface SessionOrigin {
+  stream: string
+  connectedAt: number
 }
 
 /** What a taken session leaves: the generation of the connection that resumed it. */
