@@ -103,6 +103,7 @@ function watchAbandon (manager: WsManager, request: FastifyRequest, pending: Pen
     if (raw[kPending] !== pending) return
     raw[kPending] = undefined
     manager.abandonResume(used, session, request.log)
+    settleResume(raw)
   }
   const socket = raw.socket
   if (socket.destroyed || socket.readableEnded) {
@@ -160,15 +161,56 @@ async function readResume (manager: WsManager, request: FastifyRequest, route: R
   // protocol 2: the client's count of what it sent in the session, required on a resume
   const sent = numbered ? count(query.sent ?? request.headers['x-ws-sent']) : 0
   if (sent < 0) return { offset, failed: 'invalid' }
+  await holdResume(manager, request.raw, token as string)
   let claims
   try {
     claims = await manager.validateReconnectToken(token as string)
   } catch (err) {
+    settleResume(request.raw)
     return { offset, failed: tokenFailure(err) }
   }
   const pending = await manager.lookupSession(claims, offset, route)
   if (numbered) pending.sent = sent
+  // what the lookup holds (a claimed token) is held until the upgrade or its give-back (watchAbandon)
+  if (pending.used === undefined) settleResume(request.raw)
   return pending
+}
+
+/** The resumes in flight on this instance, by token: settled once upgraded, given back, or gone. */
+const inFlight = new WeakMap<WsManager, Map<string, Promise<void>>>()
+const settles = new WeakMap<IncomingMessage, () => void>()
+
+/**
+ * A resume with a token another upgrade here is still resuming with waits for that one to be
+ * upgraded or given back (a client past its open timeout tries again while its first try is
+ * still being looked up, in a reconnect storm): then the token is either spent, or free again
+ * and this try resumes. Without the wait, the second try would find the token in use
+ * (`invalid`) and the first would give it back to nobody.
+ */
+async function holdResume (manager: WsManager, raw: IncomingMessage, token: string): Promise<void> {
+  let resumes = inFlight.get(manager)
+  if (resumes === undefined) inFlight.set(manager, resumes = new Map())
+  const earlier = resumes.get(token)
+  if (earlier !== undefined) await earlier
+  const socket = raw.socket
+  // gone already: nothing will come of it that another try could wait for
+  if (socket.destroyed) return
+  let done!: () => void
+  const settled = new Promise<void>(resolve => { done = resolve })
+  resumes.set(token, settled)
+  const settle = (): void => {
+    socket.off('close', settle)
+    settles.delete(raw)
+    if (resumes.get(token) === settled) resumes.delete(token)
+    done()
+  }
+  settles.set(raw, settle)
+  // whatever else happens to the request, its socket closes
+  socket.once('close', settle)
+}
+
+function settleResume (raw: IncomingMessage): void {
+  settles.get(raw)?.()
 }
 
 /** A count or offset of the query or a header: a whole number of at most 15 digits, or -1. */
@@ -196,7 +238,10 @@ export function onConnection (manager: WsManager): (socket: WebSocket, raw: Inco
     const pending = raw[kPending]
     if (pending === undefined) return
     raw[kPending] = undefined
-    if (pending.abandon !== undefined) raw.socket.off('end', pending.abandon).off('close', pending.abandon)
+    if (pending.abandon !== undefined) {
+      raw.socket.off('end', pending.abandon).off('close', pending.abandon)
+      settleResume(raw)
+    }
     // the upgraded socket is ws' now; the response would keep the request alive through it
     pending.response.detachSocket(pending.response.socket!)
     pending.request.wsConnection = manager.attach(socket, pending)

@@ -154,3 +154,68 @@ test('the client still registered here (half-open) when its resume was dropped: 
   t.equal(app.wsManager.getConnectionCount(), 1)
   again.socket.terminate()
 })
+
+/** A first try with the token, held by the app after its lookup, and a second try meanwhile. */
+async function twoTries (t: Tap, options?: WsStabilizerOptions): Promise<{ held: Held, first: Welcome, dropped: Socket, serverSide: () => Duplex | undefined }> {
+  const held = await server(t, 'after-lookup', options)
+  const { app, lines } = held
+  const first = await open(t, urlOf(app, '/ws'))
+  first.socket.terminate()
+  await until(() => app.wsManager.getConnectionCount() === 0)
+  app.wsManager.broadcast({ missed: 1 }, { room: 'all' })
+  held.hold()
+  let serverSide: Duplex | undefined
+  app.server.once('upgrade', (_req: IncomingMessage, socket: Duplex) => { serverSide = socket })
+  const requests = lines.filter(l => l.includes('incoming request')).length
+  const dropped = rawUpgrade(t, app, resumePath(first.welcome))
+  await until(() => lines.filter(l => l.includes('incoming request')).length > requests)
+  await new Promise(resolve => setImmediate(resolve))
+  return { held, first: first.welcome, dropped, serverSide: () => serverSide }
+}
+
+test('a second try while the first is still held after its lookup waits for it: the first given back, the second resumes', async (t) => {
+  const { held, first, dropped, serverSide } = await twoTries(t)
+  const { app, lines } = held
+  const second = open(t, urlOf(app, resumePath(first)))
+  // the second try has reached the plugin's preHandler and waits there
+  await until(() => lines.filter(l => l.includes('incoming request')).length >= 3)
+  dropped.destroy()
+  await until(() => serverSide()?.readableEnded === true || serverSide()?.destroyed === true, 2000, 'the end of the dropped socket')
+  await until(() => lines.some(l => l.includes('resume abandoned before the upgrade')), 2000, 'the give-back logged')
+  held.release()
+  const again = await second
+  t.match(again.welcome, { resumed: true, replayed: 1 }, 'the second try resumes, with the replay')
+  again.socket.terminate()
+})
+
+test('the same with the Redis adapter', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
+  const redis = await startRedis(t)
+  const { held, first, dropped, serverSide } = await twoTries(t, { adapter: new RedisAdapter({ url: redis.url, prefix: 'ab3' }) })
+  const { app, lines } = held
+  const second = open(t, urlOf(app, resumePath(first)))
+  await until(() => lines.filter(l => l.includes('incoming request')).length >= 3)
+  dropped.destroy()
+  await until(() => serverSide()?.readableEnded === true || serverSide()?.destroyed === true, 2000, 'the end of the dropped socket')
+  await until(() => lines.some(l => l.includes('resume abandoned before the upgrade')), 2000, 'the give-back logged')
+  held.release()
+  const again = await second
+  t.match(again.welcome, { resumed: true, replayed: 1 }, 'the second try resumes, with the replay')
+  again.socket.terminate()
+})
+
+test('a second try while the first goes on to its upgrade: the first resumes, the token stays single-use', async (t) => {
+  const { held, first, dropped } = await twoTries(t)
+  const { app, lines } = held
+  const frames: string[] = []
+  dropped.on('data', chunk => frames.push(String(chunk)))
+  const second = open(t, urlOf(app, resumePath(first)))
+  await until(() => lines.filter(l => l.includes('incoming request')).length >= 3)
+  held.release()
+  await until(() => frames.join('').includes('"type":"welcome"'), 2000, 'the first try welcomed')
+  t.match(frames.join(''), /HTTP\/1\.1 101[\s\S]*"resumed":true/, 'the first try resumed')
+  const again = await second
+  t.match(again.welcome, { resumed: false, resumeFailed: 'invalid' }, 'the second try finds the token spent')
+  t.equal(lines.filter(l => l.includes('resume abandoned before the upgrade')).length, 0, 'nothing given back')
+  again.socket.terminate()
+  dropped.destroy()
+})
