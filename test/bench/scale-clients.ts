@@ -31,6 +31,10 @@ export type ScaleClientCommand =
 
 export interface ConnectResult { ms: number, opened: number, failed: number, errors: Record<string, number> }
 export interface Seen { count: number, last: number }
+
+/** `BENCH_TRACE=1`: the first anomalies of each client process (a hole or a repeat) go to stderr with their context. */
+const TRACE = process.env.BENCH_TRACE === '1'
+let traced = 0
 /** What the clients lived through since the last `mark`. */
 export interface RestartState {
   open: number
@@ -123,6 +127,9 @@ class Client {
   #awayAt = 0
   #attempt = 0
   lastSeq = -1
+  #welcome: unknown = undefined
+  #welcomeAt = 0
+  #framesSinceWelcome = 0
   missed = 0
   duplicated = 0
 
@@ -232,6 +239,11 @@ class Client {
     }
     const f = JSON.parse(payload.toString()) as { type: string, token?: string, offset?: number, resumed?: boolean, resumeFailed?: string, data?: { seq?: number } }
     if (f.type === 'welcome') {
+      if (TRACE) {
+        this.#welcome = { offset: f.offset, resumed: f.resumed, failed: f.resumeFailed, replayed: (f as { replayed?: number }).replayed, sentOffset: this.offset, port: this.port }
+        this.#welcomeAt = now()
+        this.#framesSinceWelcome = 0
+      }
       this.token = f.token!
       this.offset = f.offset!
       if (this.#away) {
@@ -244,9 +256,15 @@ class Client {
       }
       this.#opened()
     } else if (f.type === 'message') {
+      const before = this.offset
       this.offset = f.offset ?? this.offset
       const seq = f.data?.seq ?? -1
       arrived(seq, now())
+      if (TRACE && traced < 12 && (seq <= this.lastSeq || (this.lastSeq >= 0 && seq > this.lastSeq + 1))) {
+        traced++
+        process.stderr.write(`trace ${process.pid}: seq ${seq} after ${this.lastSeq}, offset ${before} -> ${String(f.offset)}, frame ${this.#framesSinceWelcome} after a welcome ${JSON.stringify(this.#welcome)} ${(now() - this.#welcomeAt).toFixed(0)} ms ago\n`)
+      }
+      this.#framesSinceWelcome++
       if (seq <= this.lastSeq) this.duplicated++
       else if (this.lastSeq >= 0 && seq > this.lastSeq + 1) this.missed += seq - this.lastSeq - 1
       if (seq > this.lastSeq) this.lastSeq = seq

@@ -20,6 +20,8 @@ export type ScaleServerCommand =
   | { cmd: 'mem' }
   | { cmd: 'clients' }
   | { cmd: 'broadcast', seq: number }
+  /** Answers once the broadcasts sent before it have gone out (published): see the rolling restart's switch of broadcaster. */
+  | { cmd: 'sync' }
   | { cmd: 'listen' }
   | { cmd: 'exit' }
 
@@ -86,7 +88,7 @@ async function plugin (resume: boolean): Promise<Plugin> {
       }
     },
     broadcast (value) {
-      manager.broadcast(value).catch(() => {})
+      published = manager.broadcast(value).then(() => {}, () => {})
     },
     clients: () => manager.getConnectionCount(),
     async close () {
@@ -117,6 +119,9 @@ function mem (): { rss: number, heapUsed: number } {
   return { rss, heapUsed }
 }
 
+/** The last broadcast of the plugin, until published. */
+let published: Promise<void> = Promise.resolve()
+
 function reply (value: unknown): void {
   if (process.connected) process.send!(value)
 }
@@ -128,6 +133,7 @@ process.on('message', (command: ScaleServerCommand) => {
     case 'broadcast':
       contender.broadcast(message(command.seq))
       break
+    case 'sync': published.then(() => reply({ synced: true }), () => {}); break
     case 'listen':
       listen().then(port => reply({ port }), err => reply({ error: String(err) }))
       break

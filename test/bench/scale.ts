@@ -380,7 +380,11 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
     log(`rolling: ${connected.opened} of ${N} connected in ${(connected.ms / 1000).toFixed(1)} s`)
     await untilRegistered(servers, connected.opened)
     // a broadcast every second, from an instance that is not the one restarting
+    // (pub/sub keeps the order of one publisher only: when the broadcaster changes, the next
+    // broadcast waits until the last one of the previous broadcaster was published)
+    let switching = false
     ticker = setInterval(() => {
+      if (switching) return
       seq++
       servers[(restarting + 1) % P].send({ cmd: 'broadcast', seq })
     }, 1000)
@@ -397,7 +401,10 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
         await Promise.all(clients.map(c => c.ask({ cmd: 'route', from: ports[i], to })))
         ports[i] = to
       }
+      switching = true
+      await servers[(restarting + 1) % P].ask({ cmd: 'sync' }, 30_000)
       restarting = i
+      switching = false
       const old = servers[i]
       const t0 = performance.now()
       const at = now()
