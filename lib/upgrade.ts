@@ -193,8 +193,6 @@ async function holdResume (manager: WsManager, raw: IncomingMessage, token: stri
   const earlier = resumes.get(token)
   if (earlier !== undefined) await earlier
   const socket = raw.socket
-  // gone already: nothing will come of it that another try could wait for
-  if (socket.destroyed) return
   let done!: () => void
   const settled = new Promise<void>(resolve => { done = resolve })
   resumes.set(token, settled)
@@ -205,7 +203,8 @@ async function holdResume (manager: WsManager, raw: IncomingMessage, token: stri
     done()
   }
   settles.set(raw, settle)
-  // whatever else happens to the request, its socket closes
+  // whatever else happens to the request, its socket closes (one closed already is settled by
+  // readResume or watchAbandon)
   socket.once('close', settle)
 }
 
