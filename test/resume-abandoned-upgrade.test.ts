@@ -7,6 +7,7 @@ import type { FastifyInstance, preHandlerAsyncHookHandler } from 'fastify'
 import type { WsStabilizerOptions } from '../plugin.ts'
 import { RedisAdapter } from '../lib/adapters/redis.ts'
 import { buildApp, until, urlOf } from './helpers.ts'
+import { openWelcomed, type Welcome } from './welcomed.ts'
 import { redisAvailable, startRedis } from './redis-server.ts'
 
 /*
@@ -15,8 +16,6 @@ import { redisAvailable, startRedis } from './redis-server.ts'
  * storm where the lookup waits on a loaded Redis) comes back with the same token: what the
  * lookup took was given back, so that try resumes, with its rooms and its replay.
  */
-
-interface Welcome { type: 'welcome', token: string, offset: number, resumed: boolean, replayed?: number, resumeFailed?: string }
 
 const SECRET = 'abandoned-upgrade-secret-0123456'
 
@@ -51,15 +50,7 @@ async function server (t: Tap, where: Hold, options: WsStabilizerOptions = {}): 
   return { app, lines, hold, release: () => release() }
 }
 
-async function open (t: Tap, url: string): Promise<{ socket: WebSocket, welcome: Welcome, frames: string[] }> {
-  const socket = new WebSocket(url)
-  socket.on('error', () => {})
-  t.teardown(() => socket.terminate())
-  const frames: string[] = []
-  socket.on('message', data => frames.push(String(data)))
-  await until(() => frames.length > 0)
-  return { socket, welcome: JSON.parse(frames[0]) as Welcome, frames }
-}
+const open = openWelcomed
 
 function resumePath (welcome: Welcome): string {
   return `/ws?resume=${encodeURIComponent(welcome.token)}&offset=${welcome.offset}`
@@ -75,32 +66,38 @@ function rawUpgrade (t: Tap, app: FastifyInstance, path: string): Socket {
   return socket
 }
 
-async function abandoned (t: Tap, where: Hold, options?: WsStabilizerOptions): Promise<void> {
+/** A session with one missed message, and a try to resume it held by the app where the server was built to hold it. */
+async function heldTry (t: Tap, where: Hold, options?: WsStabilizerOptions): Promise<{ held: Held, first: Welcome, dropped: Socket, serverSide: () => Duplex | undefined }> {
   const held = await server(t, where, options)
   const { app, lines } = held
   const first = await open(t, urlOf(app, '/ws'))
   first.socket.terminate()
   await until(() => app.wsManager.getConnectionCount() === 0)
   app.wsManager.broadcast({ missed: 1 }, { room: 'all' })
-
   held.hold()
   let serverSide: Duplex | undefined
   app.server.once('upgrade', (_req: IncomingMessage, socket: Duplex) => { serverSide = socket })
   const requests = lines.filter(l => l.includes('incoming request')).length
   const dropped = rawUpgrade(t, app, resumePath(first.welcome))
-  // held: before its lookup (in identify) or after it (in a preHandler of the app's)
   await until(() => lines.filter(l => l.includes('incoming request')).length > requests)
+  return { held, first: first.welcome, dropped, serverSide: () => serverSide }
+}
+
+async function abandoned (t: Tap, where: Hold, options?: WsStabilizerOptions): Promise<void> {
+  // held: before its lookup (in identify) or after it (in a preHandler of the app's)
+  const { held, first: welcome, dropped, serverSide: side } = await heldTry(t, where, options)
+  const { app, lines } = held
   dropped.destroy()
   // the server has seen the client go (not read after the upgrade event, its socket ends without closing)
-  await until(() => serverSide?.readableEnded === true || serverSide?.destroyed === true, 2000, 'the end of the dropped socket')
+  await until(() => side()?.readableEnded === true || side()?.destroyed === true, 2000, 'the end of the dropped socket')
   if (where === 'after-lookup') await until(() => lines.some(l => l.includes('resume abandoned before the upgrade')), 2000, 'the give-back logged')
   held.release()
   await until(() => lines.some(l => l.includes('resume abandoned before the upgrade')), 2000, 'the give-back logged')
   t.equal(app.wsManager.getConnectionCount(), 0, 'the dropped upgrade registered nothing')
 
-  const again = await open(t, urlOf(app, resumePath(first.welcome)))
+  const again = await open(t, urlOf(app, resumePath(welcome)))
   t.match(again.welcome, { resumed: true, replayed: 1 }, 'the same token resumes, and the replay comes')
-  t.equal(again.welcome.offset, first.welcome.offset)
+  t.equal(again.welcome.offset, welcome.offset)
   await until(() => again.frames.length > 1)
   t.match(JSON.parse(again.frames[1]), { type: 'message', data: { missed: 1 } })
   t.same([...app.wsManager.connections()][0].rooms, new Set(['all']), 'with its rooms')
@@ -110,7 +107,7 @@ async function abandoned (t: Tap, where: Hold, options?: WsStabilizerOptions): P
   await until(() => [...app.wsManager.connections()][0]?.stats.messagesIn === 1)
   again.socket.terminate()
   await until(() => app.wsManager.getConnectionCount() === 0)
-  const reused = await open(t, urlOf(app, resumePath(first.welcome)))
+  const reused = await open(t, urlOf(app, resumePath(welcome)))
   t.match(reused.welcome, { resumed: false, resumeFailed: 'invalid' }, 'after a resume that happened the token is spent')
   reused.socket.terminate()
 }
@@ -155,26 +152,8 @@ test('the client still registered here (half-open) when its resume was dropped: 
   again.socket.terminate()
 })
 
-/** A first try with the token, held by the app after its lookup, and a second try meanwhile. */
-async function twoTries (t: Tap, options?: WsStabilizerOptions): Promise<{ held: Held, first: Welcome, dropped: Socket, serverSide: () => Duplex | undefined }> {
-  const held = await server(t, 'after-lookup', options)
-  const { app, lines } = held
-  const first = await open(t, urlOf(app, '/ws'))
-  first.socket.terminate()
-  await until(() => app.wsManager.getConnectionCount() === 0)
-  app.wsManager.broadcast({ missed: 1 }, { room: 'all' })
-  held.hold()
-  let serverSide: Duplex | undefined
-  app.server.once('upgrade', (_req: IncomingMessage, socket: Duplex) => { serverSide = socket })
-  const requests = lines.filter(l => l.includes('incoming request')).length
-  const dropped = rawUpgrade(t, app, resumePath(first.welcome))
-  await until(() => lines.filter(l => l.includes('incoming request')).length > requests)
-  await new Promise(resolve => setImmediate(resolve))
-  return { held, first: first.welcome, dropped, serverSide: () => serverSide }
-}
-
-test('a second try while the first is still held after its lookup waits for it: the first given back, the second resumes', async (t) => {
-  const { held, first, dropped, serverSide } = await twoTries(t)
+async function secondTryWaits (t: Tap, options?: WsStabilizerOptions): Promise<void> {
+  const { held, first, dropped, serverSide } = await heldTry(t, 'after-lookup', options)
   const { app, lines } = held
   const second = open(t, urlOf(app, resumePath(first)))
   // the second try has reached the plugin's preHandler and waits there
@@ -186,25 +165,19 @@ test('a second try while the first is still held after its lookup waits for it: 
   const again = await second
   t.match(again.welcome, { resumed: true, replayed: 1 }, 'the second try resumes, with the replay')
   again.socket.terminate()
+}
+
+test('a second try while the first is still held after its lookup waits for it: the first given back, the second resumes', async (t) => {
+  await secondTryWaits(t)
 })
 
 test('the same with the Redis adapter', { skip: !redisAvailable() && 'redis-server is not installed' }, async (t) => {
   const redis = await startRedis(t)
-  const { held, first, dropped, serverSide } = await twoTries(t, { adapter: new RedisAdapter({ url: redis.url, prefix: 'ab3' }) })
-  const { app, lines } = held
-  const second = open(t, urlOf(app, resumePath(first)))
-  await until(() => lines.filter(l => l.includes('incoming request')).length >= 3)
-  dropped.destroy()
-  await until(() => serverSide()?.readableEnded === true || serverSide()?.destroyed === true, 2000, 'the end of the dropped socket')
-  await until(() => lines.some(l => l.includes('resume abandoned before the upgrade')), 2000, 'the give-back logged')
-  held.release()
-  const again = await second
-  t.match(again.welcome, { resumed: true, replayed: 1 }, 'the second try resumes, with the replay')
-  again.socket.terminate()
+  await secondTryWaits(t, { adapter: new RedisAdapter({ url: redis.url, prefix: 'ab3' }) })
 })
 
 test('a second try while the first goes on to its upgrade: the first resumes, the token stays single-use', async (t) => {
-  const { held, first, dropped } = await twoTries(t)
+  const { held, first, dropped } = await heldTry(t, 'after-lookup')
   const { app, lines } = held
   const frames: string[] = []
   dropped.on('data', chunk => frames.push(String(chunk)))

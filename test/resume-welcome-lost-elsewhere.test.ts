@@ -3,6 +3,7 @@ import WebSocket from 'ws'
 import type { FastifyInstance } from 'fastify'
 import { RedisAdapter } from '../lib/adapters/redis.ts'
 import { buildApp, until, urlOf } from './helpers.ts'
+import { openWelcomed, type Welcome } from './welcomed.ts'
 import { redisAvailable, startRedis } from './redis-server.ts'
 
 /*
@@ -14,8 +15,6 @@ import { redisAvailable, startRedis } from './redis-server.ts'
  * what b's log holds after a number that meant something else.
  */
 
-interface Welcome { type: 'welcome', token: string, offset: number, resumed: boolean, replayed?: number, resumeFailed?: string }
-
 const skip = !redisAvailable() && 'redis-server is not installed (apt-get install -y redis-server)'
 const SECRET = 'welcome-lost-elsewhere-0123456789'
 
@@ -25,15 +24,7 @@ async function instance (t: Tap, url: string): Promise<FastifyInstance> {
   })
 }
 
-async function open (t: Tap, url: string): Promise<{ socket: WebSocket, welcome: Welcome, frames: string[] }> {
-  const socket = new WebSocket(url)
-  socket.on('error', () => {})
-  t.teardown(() => socket.terminate())
-  const frames: string[] = []
-  socket.on('message', data => frames.push(String(data)))
-  await until(() => frames.length > 0)
-  return { socket, welcome: JSON.parse(frames[0]) as Welcome, frames }
-}
+const open = openWelcomed
 
 const resumeUrl = (app: FastifyInstance, w: Welcome): string => `${urlOf(app, '/ws')}?resume=${encodeURIComponent(w.token)}&offset=${w.offset}`
 const messages = (frames: string[]): unknown[] => frames.slice(1).map(f => JSON.parse(f) as { data: unknown }).map(f => f.data)

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import type { WsStabilizerOptions } from '../plugin.ts'
 import { RedisAdapter } from '../lib/adapters/redis.ts'
 import { buildApp, until, urlOf } from './helpers.ts'
+import { openWelcomed, type Welcome } from './welcomed.ts'
 import { kHandshake } from '../lib/symbols.ts'
 import { redisAvailable, startRedis } from './redis-server.ts'
 
@@ -16,8 +17,6 @@ import { redisAvailable, startRedis } from './redis-server.ts'
  * frame too), the token it used stays used.
  */
 
-interface Welcome { type: 'welcome', token: string, offset: number, resumed: boolean, replayed?: number, resumeFailed?: string }
-
 const SECRET = 'welcome-lost-secret-0123456789ab'
 
 async function server (t: Tap, options: WsStabilizerOptions = {}): Promise<FastifyInstance> {
@@ -26,16 +25,7 @@ async function server (t: Tap, options: WsStabilizerOptions = {}): Promise<Fasti
   })
 }
 
-/** Opens a socket and reads its frames; `welcome` is the first. */
-async function open (t: Tap, url: string): Promise<{ socket: WebSocket, welcome: Welcome, frames: string[] }> {
-  const socket = new WebSocket(url)
-  socket.on('error', () => {})
-  t.teardown(() => socket.terminate())
-  const frames: string[] = []
-  socket.on('message', data => frames.push(String(data)))
-  await until(() => frames.length > 0)
-  return { socket, welcome: JSON.parse(frames[0]) as Welcome, frames }
-}
+const open = openWelcomed
 
 function resumeUrl (app: FastifyInstance, welcome: Welcome, offset = welcome.offset): string {
   return `${urlOf(app, '/ws')}?resume=${encodeURIComponent(welcome.token)}&offset=${offset}`
