@@ -32,7 +32,7 @@ interface PendingUpgrade extends PendingConnection {
   request: FastifyRequest
   /** The response @fastify/websocket made for the upgrade; detached from the socket once upgraded. */
   response: ServerResponse
-  /** The socket's `close` listener of a looked-up resume, until the upgrade is done. */
+  /** The socket's `end` and `close` listener of a looked-up resume (watchAbandon), until the upgrade is done. */
   abandon?: () => void
 }
 
