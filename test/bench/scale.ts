@@ -24,7 +24,7 @@ import type { ClientKind, ConnectResult, Report, RestartState, ScaleClientComman
  *
  * Options: --connections=N, --servers=P, --clients=C (client processes), --heartbeat=ms,
  * --broadcasts=B, --only=ws,plugin+redis,socket.io+redis, --budget=s (the whole run is killed
- * past it). Results: test/bench/results/scale-results.{md,json} (rolling-results with --rolling).
+ * past it), --settle=s (--rolling: how long a restart's clients get to come back). Results: test/bench/results/scale-results.{md,json} (rolling-results with --rolling).
  */
 
 const arg = (name: string): string | undefined => process.argv.find(a => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -59,6 +59,12 @@ const ALL_MS = Math.max(10_000, N / 5)
 const SEEN_MS = Math.max(30_000, N / 2)
 /** A server's stop, its clients' close handshakes included (~2 ms a socket, at least 20 s). */
 const STOP_MS = Math.max(20_000, Math.ceil(N / P) * 2) + batchesMs(Math.ceil(N / P))
+/**
+ * How long the rolling restart waits for the moved clients to be back before it goes on to the
+ * next instance (`--settle=s`; by default 4 ms a client of one instance, at least 60 s). A restart
+ * that has not settled by then overlaps with the next one, as a rollout that does not wait would.
+ */
+const SETTLE_MS = arg('settle') === undefined ? Math.max(60_000, Math.ceil(N / P) * 4) : Number(arg('settle')) * 1000
 const only = arg('only')?.split(',')
 /*
  * The replay log's bounds on each instance of the rolling restart. A client that resumes on
@@ -101,6 +107,11 @@ function killAll (): void {
 const deadline = setTimeout(() => {
   log(`budget of ${budget} s exceeded: stopping`)
   killAll()
+  // the restarts measured so far are written as they are
+  if (rolling && figures.length > 0) {
+    const { output, json } = rollingResults(true)
+    writeResults(output, json)
+  }
   process.exit(2)
 }, budget * 1000)
 deadline.unref()
@@ -364,13 +375,15 @@ interface RestartFigures {
 }
 
 /** The rolling restart: P plugin instances on a resume route, restarted one after another under a broadcast a second. */
+/** The restarts measured so far (written out by the budget's stop too). */
+const figures: RestartFigures[] = []
+
 async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
   const name: ScaleContender = 'plugin+resume'
   const prefix = 'rolling'
   log(`rolling: starting ${P} instances and ${C} client processes`)
   const servers = (await Promise.all(Array.from({ length: P }, () => startServer(name, redis.url, prefix)))).map(s => s.server)
   const clients = await startClients()
-  const figures: RestartFigures[] = []
   let seq = -1
   let ticker: NodeJS.Timeout | undefined
   let restarting = -1
@@ -434,7 +447,7 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
       const { closedMs, report: drained } = await closed
       // every moved client back (a welcome, resumed or not), bounded
       let s = await states(clients)
-      const end = Date.now() + Math.max(60_000, Math.ceil(N / P) * 4)
+      const end = Date.now() + SETTLE_MS
       while ((s.open < s.total || s.moved === 0 || s.resumed + total(s.failed) < s.moved) && Date.now() < end) {
         await sleep(100)
         s = await states(clients)
@@ -501,25 +514,45 @@ const machine = () => [
 ].join('\n')
 const loadAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 
+/**
+ * The rolling restart's tables, of the restarts measured so far: all of them, or those done when
+ * the budget stopped the run (`stopped` says so in the heading).
+ */
+function rollingResults (stopped = false): { output: string, json: unknown } {
+  const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} (${describe(f.codes)}) | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.lastClosedMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.behind} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} | ${fmt(f.overflows)} | ${fmt(f.newCpuPerClient)} | ${f.clientCpuShare.toFixed(2)} |`)
+  const output = [
+    `## Rolling restart${surge ? ' with a surge instance (new port, clients sent there)' : ' on the same ports'}: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second, replay log ${replay === undefined ? 'of the defaults (1000 messages, 1 MiB)' : `of ${fmt(replay.messages)} messages, ${fmt(replay.bytes / 1048576, 1)} MiB`} per instance, shutdown batches ${batch === undefined ? 'of the defaults' : batch.replace('/', ' every ') + ' ms'}, listen backlog ${backlog ?? 'of the default (511)'}`,
+    '',
+    ...(stopped ? [`**Stopped by the budget of ${budget} s after ${figures.length} of ${P} restarts.**`, ''] : []),
+    '| restart | clients moved (close codes) | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | last closed (ms) | all back (ms) | longest away (ms) | missed | behind | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) | listen queue overflows | new instance CPU per moved client (µs) | CPU of the client processes (cores) |',
+    '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows,
+    '',
+    machine(),
+    ''
+  ].join('\n')
+  const json = { N, P, C, heartbeat: HEARTBEAT, surge, replay: replay ?? 'default', batch: batch ?? 'default', backlog: backlog ?? 'default', stopped, figures }
+  return { output, json }
+}
+
+/** Writes a result's tables to test/bench/results/. */
+function writeResults (output: string, json: unknown): void {
+  process.stdout.write(`\n${output}`)
+  mkdirSync(resultsDir, { recursive: true })
+  const file = rolling ? `rolling${surge ? '-surge' : ''}${replay === undefined ? '-default-log' : ''}-results` : 'scale-results'
+  writeFileSync(`${resultsDir}${file}.md`, output)
+  writeFileSync(`${resultsDir}${file}.json`, JSON.stringify(json, null, 2))
+  process.stdout.write(`\nwritten to test/bench/results/${file}.md and .json\n`)
+}
+
 const redis = await new RedisServer().start()
 redisPid = redis.pid
 let output: string
 let json: unknown
 try {
   if (rolling) {
-    const figures = await rollingRun(redis)
-    const rows = figures.map(f => `| ${f.instance + 1} | ${fmt(f.moved)} (${describe(f.codes)}) | ${fmt(f.resumed)} | ${describe(f.failed)} | ${describe(f.refused)} | ${describe(f.errors)} | ${fmt(f.attempts)} | ${fmt(f.drainMs)} (${f.terminated}) | ${fmt(f.portFreeMs)} | ${fmt(f.lastClosedMs)} | ${fmt(f.settleMs)} | ${fmt(f.longestAwayMs)} | ${f.missed} | ${f.behind} | ${f.duplicated} | ${fmt(f.peakSurvivorCpu)} | ${fmt(f.peakRedisCpu)} | ${fmt(f.overflows)} | ${fmt(f.newCpuPerClient)} | ${f.clientCpuShare.toFixed(2)} |`)
-    output = [
-      `## Rolling restart${surge ? ' with a surge instance (new port, clients sent there)' : ' on the same ports'}: ${P} plugin instances, ${fmt(N)} resume-protocol clients, a broadcast every second, replay log ${replay === undefined ? 'of the defaults (1000 messages, 1 MiB)' : `of ${fmt(replay.messages)} messages, ${fmt(replay.bytes / 1048576, 1)} MiB`} per instance, shutdown batches ${batch === undefined ? 'of the defaults' : batch.replace('/', ' every ') + ' ms'}, listen backlog ${backlog ?? 'of the default (511)'}`,
-      '',
-      '| restart | clients moved (close codes) | resumed | fresh sessions | HTTP refusals | TCP errors | reconnect attempts | drain (ms; terminated) | port free (ms) | last closed (ms) | all back (ms) | longest away (ms) | missed | behind | duplicated | peak CPU of a survivor (% of a core) | peak Redis CPU (%) | listen queue overflows | new instance CPU per moved client (µs) | CPU of the client processes (cores) |',
-      '| ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-      ...rows,
-      '',
-      machine(),
-      ''
-    ].join('\n')
-    json = { N, P, C, heartbeat: HEARTBEAT, surge, replay: replay ?? 'default', batch: batch ?? 'default', backlog: backlog ?? 'default', figures }
+    await rollingRun(redis)
+    ;({ output, json } = rollingResults())
   } else {
     const contenders = (['ws', 'plugin+redis', 'socket.io+redis'] as const).filter(n => only === undefined || only.includes(n))
     for (const name of contenders) await scaleRun(name, redis, 1)
@@ -554,10 +587,5 @@ try {
   redisPid = undefined
   await redis.stop()
 }
-process.stdout.write(`\n${output}`)
-mkdirSync(resultsDir, { recursive: true })
-const file = rolling ? `rolling${surge ? '-surge' : ''}${replay === undefined ? '-default-log' : ''}-results` : 'scale-results'
-writeFileSync(`${resultsDir}${file}.md`, output)
-writeFileSync(`${resultsDir}${file}.json`, JSON.stringify(json, null, 2))
-process.stdout.write(`\nwritten to test/bench/results/${file}.md and .json\n`)
+writeResults(output, json)
 process.exit(0)
