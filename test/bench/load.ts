@@ -12,6 +12,7 @@ import { io, type Socket } from 'socket.io-client'
 export type LoadCommand =
   | { cmd: 'connect', urls: string[], kind: 'ws' | 'socket.io', count: number, concurrency: number, timeoutMs: number }
   | { cmd: 'expect', perClient: number, record: boolean, timeoutMs: number }
+  | { cmd: 'pings' }
   | { cmd: 'close' }
 
 export interface ConnectResult { ms: number, opened: number, failed: number, total: number }
@@ -26,6 +27,8 @@ let record = false
 let samples = new Float64Array(0)
 let lastAt = 0
 let finish: (() => void) | undefined
+/** Heartbeat pings answered since the start (ws' protocol pings, engine.io's pings). */
+let pings = 0
 
 const now = (): number => performance.timeOrigin + performance.now()
 
@@ -45,6 +48,10 @@ function onWsMessage (data: WebSocket.RawData): void {
   arrived(Number(buf.toString('latin1', 6, buf.indexOf(COMMA, 6))))
 }
 
+function onPing (): void {
+  pings++
+}
+
 function onIoMessage (message: { ts: number }): void {
   arrived(message.ts)
 }
@@ -56,6 +63,7 @@ function openWs (url: string): Promise<Client> {
       ws.off('error', reject)
       ws.on('error', () => {})
       ws.on('message', onWsMessage)
+      ws.on('ping', onPing)
       resolve({ close: () => ws.terminate() })
     })
     ws.once('error', reject)
@@ -68,6 +76,7 @@ function openIo (url: string): Promise<Client> {
     socket.once('connect', () => {
       socket.off('connect_error', reject)
       socket.on('m', onIoMessage)
+      socket.io.on('ping', onPing)
       resolve({ close: () => socket.disconnect() })
     })
     socket.once('connect_error', reject)
@@ -127,6 +136,8 @@ process.on('message', (command: LoadCommand) => {
     connect(command).then(r => process.send!(r), err => process.send!({ error: String(err) }))
   } else if (command.cmd === 'expect') {
     expect(command).then(r => process.send!(r), err => process.send!({ error: String(err) }))
+  } else if (command.cmd === 'pings') {
+    process.send!(pings)
   } else {
     for (const client of clients) client.close()
     clients.length = 0

@@ -24,6 +24,7 @@ export type ScaleClientCommand =
   | { cmd: 'connect', ports: number[], kind: ClientKind, count: number, concurrency: number, timeoutMs: number }
   | { cmd: 'seen', seq: number }
   | { cmd: 'state' }
+  | { cmd: 'pings' }
   | { cmd: 'mark' }
   | { cmd: 'route', from: number, to: number }
   | { cmd: 'report', finalSeq: number }
@@ -89,6 +90,8 @@ const routes = new Map<number, number>()
 const seen = new Map<number, Seen>()
 let reconnecting = false
 let state: RestartState = freshState()
+/** Heartbeat pings answered (protocol pings, Socket.IO's "2"), since the start: the idle window counts what it saw. */
+let pings = 0
 
 function freshState (): RestartState {
   return { open: 0, total: 0, moved: 0, codes: {}, resumed: 0, failed: {}, refused: {}, errors: {}, lastBackAt: 0, lastAwayAt: 0, longestAway: 0, attempts: 0 }
@@ -216,8 +219,10 @@ class Client {
 
   #frame (socket: net.Socket, opcode: number, payload: Buffer): void {
     if (opcode === 1) this.#text(socket, payload)
-    else if (opcode === 9) socket.write(frame(10, payload))
-    else if (opcode === 8) {
+    else if (opcode === 9) {
+      pings++
+      socket.write(frame(10, payload))
+    } else if (opcode === 8) {
       this.#closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005
       socket.end(frame(8, payload.subarray(0, 2)))
     }
@@ -231,8 +236,10 @@ class Client {
     if (this.kind === 'socket.io') {
       // engine.io packets: 0 open, 2 ping, 4 message (40 namespace joined, 42 event)
       const type = payload[0]
-      if (type === 0x32) socket.write(SIO_PONG)
-      else if (type === 0x34 && payload[1] === 0x32) arrived(seqOf(payload), now())
+      if (type === 0x32) {
+        pings++
+        socket.write(SIO_PONG)
+      } else if (type === 0x34 && payload[1] === 0x32) arrived(seqOf(payload), now())
       else if (type === 0x34 && payload[1] === 0x30) this.#opened()
       else if (type === 0x30) socket.write(SIO_JOIN)
       return
@@ -372,6 +379,9 @@ process.on('message', (command: ScaleClientCommand) => {
       break
     case 'state':
       send(state)
+      break
+    case 'pings':
+      send(pings)
       break
     case 'mark': {
       const { open, total } = state

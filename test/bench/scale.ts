@@ -227,6 +227,11 @@ async function untilSeen (clients: Clients[], seq: number, expected: number, ms 
   return seen
 }
 
+/** Heartbeat pings the client processes answered so far. */
+async function pingsAnswered (clients: Clients[]): Promise<number> {
+  return (await Promise.all(clients.map(c => c.ask<number>({ cmd: 'pings' })))).reduce((a, n) => a + n, 0)
+}
+
 async function states (clients: Clients[]): Promise<RestartState> {
   const all = await Promise.all(clients.map(c => c.ask<RestartState>({ cmd: 'state' })))
   const sum = (key: 'open' | 'total' | 'moved' | 'resumed' | 'attempts'): number => all.reduce((a, s) => a + s[key], 0)
@@ -297,17 +302,24 @@ async function scaleRun (name: ScaleContender, redis: RedisServer, run: number):
     const cpu0 = pids.reduce((a, pid) => a + cpuMs(pid), 0)
     const sys0 = pids.reduce((a, pid) => a + sysMs(pid), 0)
     const redis0 = cpuMs(redis.pid)
+    const pings0 = await pingsAnswered(clients)
     const t0 = performance.now()
     log(`${name}: idle for ${idleMs / 1000} s`)
     await sleep(idleMs)
     const seconds = (performance.now() - t0) / 1000
-    const idleRate = (pids.reduce((a, pid) => a + cpuMs(pid), 0) - cpu0) / seconds
+    const idleCpuMs = pids.reduce((a, pid) => a + cpuMs(pid), 0) - cpu0
+    const pings = await pingsAnswered(clients) - pings0
+    const idleRate = idleCpuMs / seconds
     const idleSysRate = (pids.reduce((a, pid) => a + sysMs(pid), 0) - sys0) / seconds
     const redisIdleRate = (cpuMs(redis.pid) - redis0) / seconds
     const held = Math.min(await serverClients(servers), (await states(clients)).open)
     add(samples, name, 'held', held)
     add(samples, name, 'dropped', connected.opened - held)
     add(samples, name, 'idleCpu', idleRate / (registered / 10_000))
+    // the window holds a whole number of each process' sweeps, give or take one: per ping, the
+    // cost does not depend on how many fell in it
+    add(samples, name, 'pingsPerInterval', pings / registered / (seconds * 1000 / HEARTBEAT))
+    add(samples, name, 'idleCpuPerPing', idleCpuMs * 1000 / Math.max(1, pings))
     add(samples, name, 'redisIdleCpu', redisIdleRate)
 
     // broadcasts to every client: from every process for raw ws (no cluster), from the first otherwise
@@ -564,6 +576,8 @@ try {
       { key: 'rssPerConn', label: 'RSS per connection, all server processes', unit: 'bytes', digits: 0 },
       { key: 'heapPerConn', label: 'heap per connection, all server processes', unit: 'bytes', digits: 0 },
       { key: 'idleCpu', label: `idle CPU per 10,000 connections, heartbeat every ${HEARTBEAT} ms, servers`, unit: 'ms CPU/s', digits: 1 },
+      { key: 'pingsPerInterval', label: 'heartbeat pings a connection answered per interval in that window', unit: 'pings', digits: 2 },
+      { key: 'idleCpuPerPing', label: 'idle CPU of the servers per ping answered', unit: 'µs', digits: 2 },
       { key: 'redisIdleCpu', label: 'idle CPU of redis-server', unit: 'ms CPU/s', digits: 1 },
       { key: 'broadcastMs', label: `a broadcast to all: until the last of ${I} clients has it, median of ${B}`, unit: 'ms', digits: 0 },
       { key: 'cpuPerDelivery', label: 'CPU per delivery, servers (idle CPU subtracted)', unit: 'µs', digits: 2 },
