@@ -18,7 +18,7 @@ import { defaultRouteSettings, type RouteSettings } from './route-settings.ts'
 import type { MessageRouter } from './inbound/router.ts'
 import { normalizeIdentity, type Identity, type ResolvedIdentity } from './identity.ts'
 import { Stats, connectionStats, userStats, type ConnectionStatsSnapshot, type RejectReason, type StatsSnapshot, type UserStatsSnapshot } from './stats.ts'
-import type { ReconnectClaims } from './resume/tokens.ts'
+import type { ClaimRetry, ReconnectClaims } from './resume/tokens.ts'
 import { ClusterView } from './cluster-view.ts'
 import { ClusterOps } from './cluster-ops.ts'
 import { InboundGuard } from './inbound/guard.ts'
@@ -362,6 +362,14 @@ export class WsManager extends EventEmitter<WsManagerEvents> {
    */
   async validateReconnectToken (token: string): Promise<ReconnectClaims> {
     return await this.#resumption.validateToken(token)
+  }
+
+  /**
+   * @internal A resume's token check before the upgrade: as `validateReconnectToken`, with a
+   * claim held by another instance's upgrade in flight tried again (see `ClaimRetry`).
+   */
+  async validateResumeToken (token: string, retry: ClaimRetry): Promise<ReconnectClaims> {
+    return await this.#resumption.validateToken(token, retry)
   }
 
   /** @internal A looked-up resume whose upgrade never happened: see `Resumption.giveBack`. */

@@ -162,9 +162,10 @@ async function readResume (manager: WsManager, request: FastifyRequest, route: R
   const sent = numbered ? count(query.sent ?? request.headers['x-ws-sent']) : 0
   if (sent < 0) return { offset, failed: 'invalid' }
   await holdResume(manager, request.raw, token as string)
+  const socket = request.raw.socket
   let claims
   try {
-    claims = await manager.validateReconnectToken(token as string)
+    claims = await manager.validateResumeToken(token as string, { until: Date.now() + CLAIMED_ELSEWHERE_MS, gone: () => socket.destroyed || socket.readableEnded })
   } catch (err) {
     settleResume(request.raw)
     return { offset, failed: tokenFailure(err) }
@@ -175,6 +176,13 @@ async function readResume (manager: WsManager, request: FastifyRequest, route: R
   if (pending.used === undefined) settleResume(request.raw)
   return pending
 }
+
+/**
+ * How long a resume whose token another instance has claimed waits for that one to give it
+ * back: a client past its open timeout tries again, perhaps on another instance, while its
+ * first try is still being looked up; that try gives the token back once its lookup is over.
+ */
+const CLAIMED_ELSEWHERE_MS = 2000
 
 /** The resumes in flight on this instance, by token: settled once upgraded, given back, or gone. */
 const inFlight = new WeakMap<WsManager, Map<string, Promise<void>>>()

@@ -13,6 +13,8 @@ export class MemoryResumeStore implements ResumeStore {
   readonly sessions: SessionStore
   /** Copies of the instances' logs, by stream; only when shared. */
   readonly logs: Map<string, ReplayLog> | undefined
+  /** Shared by the instances of a MemoryBus: a claim may be another instance's upgrade in flight. */
+  readonly shared: boolean
   #options: ResumeStoreOptions
   #users = 0
 
@@ -21,6 +23,7 @@ export class MemoryResumeStore implements ResumeStore {
     this.nonces = new MemoryNonceStore(options.sweepEvery)
     this.sessions = new SessionStore(options.sweepEvery, options.retention)
     this.logs = shared ? new Map() : undefined
+    this.shared = shared
   }
 
   /** Counts a user of a shared store: it is closed when the last one closes it. */

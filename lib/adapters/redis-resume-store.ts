@@ -109,6 +109,8 @@ export class RedisResumeStore implements ResumeStore {
   /** Entries waiting for the end of this turn of the event loop, by key: id, i, a, t, f each. */
   #batches = new Map<string, Array<string | number | Buffer>>()
   #timer: NodeJS.Timeout | undefined = undefined
+  /** Every instance claims here: a claim may be another one's upgrade in flight. */
+  readonly shared = true
   /** Copies and sessions that could not be written. */
   failedWrites = 0
   /** The attempt ids of this store's calls: `<its random prefix>.<n>` (see the scripts). */

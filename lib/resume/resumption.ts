@@ -10,7 +10,7 @@ import { envelope, reoffset, welcomeFrame, type ResumeFailure, type Welcome } fr
 import { ReplayLog, type LogEntry, type Target } from './replay-log.ts'
 import { CLOCK_MARGIN, Merges, entriesAfter, lastSeenAt } from './log-merge.ts'
 import type { Session, SessionOrigin } from './sessions.ts'
-import { ReconnectTokens, type ReconnectClaims } from './tokens.ts'
+import { ReconnectTokens, type ClaimRetry, type ReconnectClaims } from './tokens.ts'
 import type { ResumeStore } from '../adapters/resume-store.ts'
 import type { Outgoing } from '../delivery.ts'
 import { kGeneration, kHandshake, kUpstream } from '../symbols.ts'
@@ -139,9 +139,9 @@ export class Resumption {
     return this.#tokens.issue(clientId, userId)
   }
 
-  async validateToken (token: string): Promise<ReconnectClaims> {
+  async validateToken (token: string, retry?: ClaimRetry): Promise<ReconnectClaims> {
     try {
-      const claims = await this.#tokens.validate(token)
+      const claims = await this.#tokens.validate(token, retry)
       this.#log.debug({ clientId: claims.clientId }, 'reconnect token accepted')
       return claims
     } catch (err) {
@@ -333,10 +333,12 @@ export class Resumption {
    * generation of its fence (a half-open connection still registered here was not taken).
    */
   giveBack (used: UsedToken, session: Session): void {
+    // the session first: a try elsewhere waiting for the claim (ClaimRetry) takes it next
+    if (session.expiresAt !== Infinity) {
+      const { liveOn: _, ...kept } = session
+      this.store.saveSession({ ...kept, generation: (session.generation ?? 0) + 1 })
+    }
     this.store.unclaim?.(used.nonce)
-    if (session.expiresAt === Infinity) return
-    const { liveOn: _, ...kept } = session
-    this.store.saveSession({ ...kept, generation: (session.generation ?? 0) + 1 })
   }
 
   close (): void {

@@ -40,8 +40,27 @@ export interface NonceStore {
    * it such a token stays spent.
    */
   unclaim? (nonce: string): void
+  /**
+   * True when other instances claim here too (Redis, the store of a MemoryBus): a claim may
+   * belong to an upgrade still in flight on one of them, which gives it back if its client
+   * went before the upgrade (`unclaim`). A validation may then try the claim again a while
+   * (`ClaimRetry`).
+   */
+  readonly shared?: boolean
   close (): void
 }
+
+/**
+ * How long a validation tries again to claim a nonce held elsewhere (a shared store): until
+ * `until` (ms since the epoch), while `gone()` says the client still waits.
+ */
+export interface ClaimRetry {
+  until: number
+  gone: () => boolean
+}
+
+/** How often a claim held elsewhere is tried again. */
+const CLAIM_POLL_MS = 50
 
 /** Used nonces in a Map, swept by one unref'd timer. */
 export class MemoryNonceStore implements NonceStore {
@@ -134,10 +153,11 @@ export class ReconnectTokens {
   }
 
   /**
-   * Checks signature (any secret, constant time), shape, expiry, then claims the nonce.
+   * Checks signature (any secret, constant time), shape, expiry, then claims the nonce (with
+   * `retry`, again and again a while when a shared store has it claimed).
    * Throws TokenExpiredError or InvalidTokenError; never says which secret matched.
    */
-  async validate (token: unknown): Promise<ReconnectClaims> {
+  async validate (token: unknown, retry?: ClaimRetry): Promise<ReconnectClaims> {
     if (typeof token !== 'string' || token.length > 2048) throw new InvalidTokenError('not a token')
     const dot = token.indexOf('.')
     if (dot <= 0 || dot !== token.lastIndexOf('.')) throw new InvalidTokenError('malformed')
@@ -147,8 +167,22 @@ export class ReconnectTokens {
     const payload = parse(body)
     if (payload === undefined) throw new InvalidTokenError('malformed payload')
     if (payload.exp <= this.#now()) throw new TokenExpiredError(new Date(payload.exp).toISOString())
-    if (!await this.#nonces.claim(payload.n, payload.exp)) throw new InvalidTokenError('already used')
+    if (!await this.#claim(payload, retry)) throw new InvalidTokenError('already used')
     return { clientId: payload.c, userId: payload.u, issuedAt: payload.iat, expiresAt: payload.exp, nonce: payload.n }
+  }
+
+  /**
+   * Claims the token's nonce. A shared store's claim may be an upgrade's on another instance
+   * whose client went before it was done: that one gives it back once its lookup is over, so
+   * with `retry` the claim is tried again every CLAIM_POLL_MS until it succeeds, the time is up
+   * or the client is gone. A spent token fails that much later.
+   */
+  async #claim (payload: Payload, retry: ClaimRetry | undefined): Promise<boolean> {
+    while (!await this.#nonces.claim(payload.n, payload.exp)) {
+      if (retry === undefined || this.#nonces.shared !== true || Date.now() + CLAIM_POLL_MS > retry.until || retry.gone()) return false
+      await new Promise(resolve => setTimeout(resolve, CLAIM_POLL_MS))
+    }
+    return true
   }
 }
 
