@@ -1,5 +1,5 @@
 import { test, type Test as Tap } from 'tap'
-import { connect as tcpConnect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import WebSocket from 'ws'
@@ -7,7 +7,7 @@ import type { FastifyInstance, preHandlerAsyncHookHandler } from 'fastify'
 import type { WsStabilizerOptions } from '../plugin.ts'
 import { RedisAdapter } from '../lib/adapters/redis.ts'
 import { buildApp, until, urlOf } from './helpers.ts'
-import { openWelcomed, type Welcome } from './welcomed.ts'
+import { openWelcomed, rawUpgrade, resumePath, type Welcome } from './welcomed.ts'
 import { redisAvailable, startRedis } from './redis-server.ts'
 
 /*
@@ -51,20 +51,6 @@ async function server (t: Tap, where: Hold, options: WsStabilizerOptions = {}): 
 }
 
 const open = openWelcomed
-
-function resumePath (welcome: Welcome): string {
-  return `/ws?resume=${encodeURIComponent(welcome.token)}&offset=${welcome.offset}`
-}
-
-/** An upgrade request sent by hand over TCP, so that the test can drop it half way. */
-function rawUpgrade (t: Tap, app: FastifyInstance, path: string): Socket {
-  const { port } = app.server.address() as { port: number }
-  const socket = tcpConnect(port, '127.0.0.1')
-  socket.on('error', () => {})
-  t.teardown(() => socket.destroy())
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
-  return socket
-}
 
 /** A session with one missed message, and a try to resume it held by the app where the server was built to hold it. */
 async function heldTry (t: Tap, where: Hold, options?: WsStabilizerOptions): Promise<{ held: Held, first: Welcome, dropped: Socket, serverSide: () => Duplex | undefined }> {

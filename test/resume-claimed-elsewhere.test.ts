@@ -1,11 +1,10 @@
 import { test, type Test as Tap } from 'tap'
-import { connect as tcpConnect, type Socket } from 'node:net'
 import type { FastifyInstance, preHandlerAsyncHookHandler } from 'fastify'
 import type { WsAdapter as Adapter } from '../lib/adapters/adapter.ts'
 import { MemoryAdapter, MemoryBus } from '../lib/adapters/memory.ts'
 import { RedisAdapter } from '../lib/adapters/redis.ts'
 import { buildApp, until, urlOf } from './helpers.ts'
-import { openWelcomed, type Welcome } from './welcomed.ts'
+import { openWelcomed, rawUpgrade, resumePath } from './welcomed.ts'
 import { redisAvailable, startRedis } from './redis-server.ts'
 
 /*
@@ -55,20 +54,6 @@ async function instance (t: Tap, adapter: Adapter, hold: boolean): Promise<Insta
     lookedUp = new Promise<void>(resolve => { looked = resolve })
   }
   return { app, lines, hold: holdNext, looked: async () => { await lookedUp }, release: () => release() }
-}
-
-function resumePath (welcome: Welcome): string {
-  return `/ws?resume=${encodeURIComponent(welcome.token)}&offset=${welcome.offset}`
-}
-
-/** An upgrade request written by hand, so that the test can drop it before its 101. */
-function rawUpgrade (t: Tap, app: FastifyInstance, path: string): Socket {
-  const { port } = app.server.address() as { port: number }
-  const socket = tcpConnect(port, '127.0.0.1')
-  socket.on('error', () => {})
-  t.teardown(() => socket.destroy())
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
-  return socket
 }
 
 async function claimedElsewhere (t: Tap, adapters: [Adapter, Adapter]): Promise<void> {
