@@ -1,4 +1,5 @@
-import { perKey, type RedisClient, type RedisKeys } from './redis-keys.ts'
+import type { Cluster, ClusterOptions } from 'ioredis'
+import { isCluster, perKey, type RedisClient, type RedisKeys } from './redis-keys.ts'
 import type { FastifyBaseLogger } from 'fastify'
 import type { InstanceInfo, PresenceEntry, PresenceHost, PresenceManager } from './adapter.ts'
 import type { Session } from '../resume/sessions.ts'
@@ -17,12 +18,22 @@ import type { Session } from '../resume/sessions.ts'
  * An instance that dies without a shutdown drops out when its keys expire; a graceful
  * close removes them at once. Writes never wait; after an outage (or a Redis that came
  * back empty) the instance writes its whole presence again.
+ *
+ * ioredis runs a command again when the connection it went out on closed before the reply
+ * (a Redis: `autoResendUnfulfilledCommands`, before `ready`; a Cluster node: `retryDelayOnFailover`
+ * later, the Cluster staying ready), so a write may happen twice (a count incremented twice), or
+ * after a later one (a connection's entry after its removal). After a Redis reconnects, the
+ * rewrite on `ready` comes after its resends; after a Cluster lost a node's connection, the
+ * whole presence is written again once the retries are over (`#nodeLost`).
  */
 /**
  * A user's connection count on an instance, one less, in one step: the field goes at zero,
  * and a hash this makes again (it went meanwhile: the instance closed, or Redis came back
  * empty) is never left without an expiry.
  */
+/** The least wait after a Cluster lost a node's connection before the presence is written again. */
+const HEAL_AFTER_MS = 1000
+
 const DECREMENT = `if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
 else
@@ -39,6 +50,8 @@ export class RedisPresence implements PresenceManager {
   #host: PresenceHost | undefined = undefined
   #log: FastifyBaseLogger | undefined = undefined
   #timer: NodeJS.Timeout | undefined = undefined
+  /** The rewrite after a Cluster lost a node's connection, while it waits for the retries. */
+  #healTimer: NodeJS.Timeout | undefined = undefined
   /** Connections registered in this turn of the event loop, not written yet. */
   #arrived = new Map<string, PresenceEntry>()
   failedWrites = 0
@@ -64,7 +77,25 @@ export class RedisPresence implements PresenceManager {
     this.#log = host.log
     this.#timer = setInterval(() => { this.#beat() }, Math.max(10, Math.floor(this.#ttl / 3))).unref()
     this.#redis.on('ready', this.#rewrite)
+    if (isCluster(this.#redis)) this.#redis.on('-node', this.#nodeLost)
     this.#rewrite()
+  }
+
+  /**
+   * A Cluster closed its connection to a node: the commands that were waiting on it for a
+   * reply are sent again after `retryDelayOnFailover` (perhaps after newer ones, perhaps
+   * done already). Once they are, the whole presence is written again, in one MULTI.
+   */
+  #nodeLost = (): void => {
+    // after the retries of the last node lost, if several go
+    clearTimeout(this.#healTimer)
+    // a command is tried again up to maxRedirections times, retryDelayOnFailover apart (a Cluster
+    // has both, its defaults 16 and 100 ms)
+    const { retryDelayOnFailover, maxRedirections } = (this.#redis as Cluster).options as Required<Pick<ClusterOptions, 'retryDelayOnFailover' | 'maxRedirections'>>
+    this.#healTimer = setTimeout(() => {
+      this.#healTimer = undefined
+      this.#rewrite()
+    }, Math.max(HEAL_AFTER_MS, retryDelayOnFailover * maxRedirections)).unref()
   }
 
   /** Writes everything again: at start, and after Redis was away (it may have lost it all). */
@@ -249,6 +280,9 @@ export class RedisPresence implements PresenceManager {
     clearInterval(this.#timer)
     this.#arrived.clear()
     this.#redis.off('ready', this.#rewrite)
+    this.#redis.off('-node', this.#nodeLost)
+    clearTimeout(this.#healTimer)
+    this.#healTimer = undefined
     if (this.#redis.status !== 'ready') return
     await Promise.all([
       this.#redis.del(this.#keys.presence(this.#id), this.#keys.instance(this.#id), this.#keys.users(this.#id)),
