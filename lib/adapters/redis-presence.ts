@@ -26,14 +26,14 @@ import type { Session } from '../resume/sessions.ts'
  * rewrite on `ready` comes after its resends; after a Cluster lost a node's connection, the
  * whole presence is written again once the retries are over (`#nodeLost`).
  */
+/** The least wait after a Cluster lost a node's connection before the presence is written again. */
+const HEAL_AFTER_MS = 1000
+
 /**
  * A user's connection count on an instance, one less, in one step: the field goes at zero,
  * and a hash this makes again (it went meanwhile: the instance closed, or Redis came back
  * empty) is never left without an expiry.
  */
-/** The least wait after a Cluster lost a node's connection before the presence is written again. */
-const HEAL_AFTER_MS = 1000
-
 const DECREMENT = `if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
 else
