@@ -9,8 +9,12 @@ export interface Welcome { type: 'welcome', token: string, offset: number, resum
 /** A socket of a resume route and the frames it read; `welcome` is the first. */
 export interface Welcomed { socket: WebSocket, welcome: Welcome, frames: string[] }
 
-/** Opens a socket, closed after the test, and waits for its welcome (`timeoutMs`, 2 s by default). */
-export async function openWelcomed (t: { teardown (fn: () => unknown): void }, url: string, timeoutMs = 2000): Promise<Welcomed> {
+/**
+ * Opens a socket, closed after the test, and waits for its welcome (at most `timeoutMs`: a
+ * spent token on a shared store is answered after the 2 s a resume waits for a claim held
+ * elsewhere, see upgrade.ts).
+ */
+export async function openWelcomed (t: { teardown (fn: () => unknown): void }, url: string, timeoutMs = 5000): Promise<Welcomed> {
   const socket = new WebSocket(url)
   socket.on('error', () => {})
   t.teardown(() => socket.terminate())
