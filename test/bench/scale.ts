@@ -24,7 +24,8 @@ import type { ClientKind, ConnectResult, Report, RestartState, ScaleClientComman
  *
  * Options: --connections=N, --servers=P, --clients=C (client processes), --heartbeat=ms,
  * --broadcasts=B, --only=ws,plugin+redis,socket.io+redis, --budget=s (the whole run is killed
- * past it), --settle=s (--rolling: how long a restart's clients get to come back). Results: test/bench/results/scale-results.{md,json} (rolling-results with --rolling).
+ * past it), --settle=s (--rolling: how long a restart's clients get to come back).
+ * Results: test/bench/results/scale-results.{md,json} (rolling-results with --rolling).
  */
 
 const arg = (name: string): string | undefined => process.argv.find(a => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -386,11 +387,11 @@ interface RestartFigures {
   clientCpuShare: number
 }
 
-/** The rolling restart: P plugin instances on a resume route, restarted one after another under a broadcast a second. */
 /** The restarts measured so far (written out by the budget's stop too). */
 const figures: RestartFigures[] = []
 
-async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
+/** The rolling restart: P plugin instances on a resume route, restarted one after another under a broadcast a second; each restart's figures go to `figures`. */
+async function rollingRun (redis: RedisServer): Promise<void> {
   const name: ScaleContender = 'plugin+resume'
   const prefix = 'rolling'
   log(`rolling: starting ${P} instances and ${C} client processes`)
@@ -506,7 +507,6 @@ async function rollingRun (redis: RedisServer): Promise<RestartFigures[]> {
     clearInterval(ticker)
     await stopAll(clients, servers)
   }
-  return figures
 }
 
 function version (pkg: string): string {
